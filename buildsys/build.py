@@ -1,0 +1,122 @@
+"""One build: load, plan, schedule, place outputs. Returns what happened; prints nothing itself."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from .action_cache import ActionCache
+from .cas import CAS, CorruptBlob
+from .digests import FileDigests
+from .events import EventLog
+from .labels import Label
+from .outputs import OutTree
+from .planning import Action, Planner
+from .ruleset import RuleSet
+from .scheduler import CACHED, FAILED, RAN, SKIPPED, BuildState, Outcome, Scheduler
+from .target_graph import TargetGraph
+from .workspace import Workspace
+
+
+@dataclass
+class BuildOptions:
+    patterns: list[str]
+    cache_dir: Path
+    jobs: int = 2
+    keep_going: bool = False
+    build_events: Path | None = None
+
+
+@dataclass
+class BuildSummary:
+    targets: list[Label]
+    state: BuildState
+    failed_targets: list[Label] = field(default_factory=list)
+    placed: dict[Label, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_targets
+
+    def count(self, status: str) -> int:
+        return self.state.count(status)
+
+
+class Stores:
+    """The cache directory's parts, opened together and closed together."""
+
+    def __init__(self, cache_dir: Path):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        self.dir = cache_dir
+        self.digests = FileDigests(cache_dir)
+        self.action_cache = ActionCache(cache_dir)
+        self.cas = CAS(cache_dir)
+
+    def close(self) -> None:
+        self.digests.close()
+        self.action_cache.close()
+
+
+def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], stores: Stores):
+    targets = TargetGraph(workspace, ruleset)
+    labels = targets.expand(patterns)
+    planner = Planner(targets, ruleset, stores.digests)
+    planner.plan(labels)
+    return targets, labels, planner
+
+
+def build(
+    workspace: Workspace,
+    ruleset: RuleSet,
+    options: BuildOptions,
+    on_progress: Callable[[str, Outcome | Action], None] = lambda *_: None,
+) -> BuildSummary:
+    start = time.monotonic()
+    stores = Stores(options.cache_dir)
+    events = EventLog(options.build_events)
+    try:
+        targets, labels, planner = load_and_plan(workspace, ruleset, options.patterns, stores)
+        out = OutTree(workspace.root / "out", stores.cas, stores.digests)
+        summary = BuildSummary(labels, BuildState())
+        # Which targets each action's completion delivers, to place them in out/ at once.
+        delivers: dict[str, list[Label]] = {}
+        for label in labels:
+            artifact = planner.planned[label].artifact
+            if artifact is not None:
+                delivers.setdefault(artifact.action, []).append(label)
+
+        def on_event(kind: str, item) -> None:
+            if kind == "finished":
+                outcome: Outcome = item
+                events.action(outcome)
+                if outcome.status in (RAN, CACHED):
+                    for label in delivers.get(outcome.action.id, []):
+                        planned = planner.planned[label]
+                        try:
+                            summary.placed[label], _ = out.place(
+                                label, planned.ext, outcome.result.outputs[planned.artifact.name]
+                            )
+                        except CorruptBlob as bad:
+                            outcome.status = FAILED
+                            outcome.error = f"cached blob {bad} was corrupt and has been removed; build again"
+            on_progress(kind, item)
+
+        scheduler = Scheduler(
+            planner, ruleset, stores.action_cache, stores.cas, options.cache_dir,
+            options.jobs, options.keep_going, on_event,
+        )
+        summary.state = scheduler.run(planner.actions_for(labels))
+        for label in labels:
+            artifact = planner.planned[label].artifact
+            if artifact is None:
+                continue
+            outcome = summary.state.outcomes.get(artifact.action)
+            if outcome is None or outcome.status in (FAILED, SKIPPED) or label not in summary.placed:
+                summary.failed_targets.append(label)
+        summary.seconds = time.monotonic() - start
+        return summary
+    finally:
+        events.close()
+        stores.close()

@@ -1,0 +1,126 @@
+"""The `modelbuild` command: build, query, show, clean."""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+from .errors import UserError
+from .labels import Label
+from .workspace import Workspace
+
+CACHE_ENV = "MODELBUILD_CACHE_DIR"
+
+
+def _ruleset():
+    # The composition root: the engine itself knows no rules. Importing them loads no toolchain.
+    from rules import RULESET
+
+    return RULESET
+
+
+def _cache_dir(args, workspace: Workspace) -> Path:
+    chosen = args.cache_dir or os.environ.get(CACHE_ENV)
+    return Path(chosen).resolve() if chosen else workspace.root / "cache"
+
+
+def cmd_build(args, console: Console) -> int:
+    from .build import BuildOptions, build
+    from .console import BuildConsole
+
+    workspace = Workspace.find()
+    options = BuildOptions(
+        patterns=args.patterns or ["//..."],
+        cache_dir=_cache_dir(args, workspace),
+        jobs=args.jobs,
+        keep_going=args.keep_going,
+        build_events=Path(args.build_events).resolve() if args.build_events else None,
+    )
+    with BuildConsole(console, args.verbose) as ui:
+        summary = build(workspace, _ruleset(), options, ui.on_progress)
+    ui.summary(summary)
+    return 0 if summary.ok else 1
+
+
+def cmd_query(args, console: Console) -> int:
+    from .target_graph import TargetGraph
+
+    workspace = Workspace.find()
+    graph = TargetGraph(workspace, _ruleset())
+    labels = graph.expand(args.patterns)
+    if args.deps:
+        labels = sorted(set(labels) | {d for l in labels for d in graph.deps(l)})
+    for label in labels:
+        target = graph.targets[label]
+        if args.output == "label":
+            console.print(str(label), highlight=False)
+        else:
+            console.print(f"{target.kind:<22} {label}  [dim]{escape(str(target.location))}[/]", highlight=False, soft_wrap=True)
+    return 0
+
+
+def cmd_clean(args, console: Console) -> int:
+    workspace = Workspace.find()
+    out = workspace.root / "out"
+    if out.exists():
+        shutil.rmtree(out)
+    console.print(f"removed {out}")
+    if args.cache:
+        cache = _cache_dir(args, workspace)
+        # Keep the tracked README of the default cache directory; remove everything else.
+        for child in cache.iterdir() if cache.is_dir() else []:
+            if child.name != "README.md":
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        console.print(f"emptied {cache}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="modelbuild", description="Build model artifacts declared in BUILD.models files.")
+    p.add_argument("--verbose", "-v", action="store_true", help="tracebacks for errors, full action logs")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    b = sub.add_parser("build", help="build targets (default //...)")
+    b.add_argument("patterns", nargs="*", help="//..., //pkg/..., //pkg:all or //pkg:name")
+    b.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    b.add_argument("-k", "--keep-going", action="store_true", help="build what does not depend on a failure")
+    b.add_argument("--cache-dir", help=f"cache location (default: <workspace>/cache, or ${CACHE_ENV})")
+    b.add_argument("--build-events", metavar="FILE", help="write one JSON line per action to FILE")
+    b.set_defaults(run=cmd_build)
+
+    q = sub.add_parser("query", help="list targets matching patterns")
+    q.add_argument("patterns", nargs="+")
+    q.add_argument("--deps", action="store_true", help="include the transitive dependencies")
+    q.add_argument("--output", choices=["label", "long"], default="long")
+    q.set_defaults(run=cmd_query)
+
+    c = sub.add_parser("clean", help="remove out/ (and with --cache, the cache)")
+    c.add_argument("--cache", action="store_true", help="also empty the cache")
+    c.add_argument("--cache-dir")
+    c.set_defaults(run=cmd_clean)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    console = Console(stderr=False, highlight=False)
+    errors = Console(stderr=True, highlight=False)
+    try:
+        return args.run(args, console)
+    except UserError as err:
+        if args.verbose:
+            errors.print_exception()
+        errors.print(f"[bold red]ERROR:[/] {escape(str(err))}", soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        errors.print("[red]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""What a build shows the user: live progress, each failure with its log, then a summary."""
+from __future__ import annotations
+
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from .build import BuildSummary
+from .planning import Action
+from .scheduler import CACHED, FAILED, RAN, SKIPPED, Outcome
+
+_LOG_TAIL = 40
+
+
+class BuildConsole:
+    def __init__(self, console: Console, verbose: bool = False):
+        self.console = console
+        self.verbose = verbose
+        self.progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console, transient=True,
+        )
+        self._overall = None
+        self._tasks: dict[str, int] = {}
+
+    def __enter__(self) -> "BuildConsole":
+        self.progress.start()
+        self._overall = self.progress.add_task("building", total=None)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def on_progress(self, kind: str, item) -> None:
+        if kind == "started":
+            action: Action = item
+            self._tasks[action.id] = self.progress.add_task(f"  {action.step} {action.label}", total=None)
+            return
+        outcome: Outcome = item
+        task = self._tasks.pop(outcome.action.id, None)
+        if task is not None:
+            self.progress.remove_task(task)
+        self.progress.advance(self._overall)
+        if outcome.status == FAILED:
+            self.failure(outcome)
+        elif outcome.status == RAN and self.verbose:
+            self.console.print(f"[green]ran[/] {outcome.action.step} {escape(str(outcome.action.label))} ({outcome.seconds:.1f}s)")
+
+    def failure(self, outcome: Outcome) -> None:
+        action = outcome.action
+        owners = ", ".join(sorted(str(o) for o in action.owners))
+        body = Text(outcome.error or "failed")
+        if outcome.log and outcome.log.strip():
+            lines = outcome.log.rstrip().splitlines()
+            shown = lines if self.verbose else lines[-_LOG_TAIL:]
+            head = f"\n\n-- action log (last {len(shown)} of {len(lines)} lines) --\n" if len(shown) < len(lines) else "\n\n-- action log --\n"
+            body.append(head + "\n".join(shown), style="dim")
+        self.console.print(Panel(body, title=f"[red]FAILED[/] {action.step} {escape(owners)}", title_align="left", border_style="red"))
+
+    def summary(self, s: BuildSummary) -> None:
+        ran, cached, failed, skipped = (s.count(x) for x in (RAN, CACHED, FAILED, SKIPPED))
+        n = len(s.targets)
+        if s.ok and ran == 0:
+            self.console.print(f"[green]{n} targets up to date[/], 0 actions run ({cached} cached) in {s.seconds:.2f}s")
+            return
+        parts = f"{ran} actions run, {cached} cached, {failed} failed" + (f", {skipped} skipped" if skipped else "")
+        if s.ok:
+            self.console.print(f"[green]Built {n} targets[/]: {parts} in {s.seconds:.1f}s")
+        else:
+            names = escape(", ".join(str(l) for l in s.failed_targets[:10])) + (" ..." if len(s.failed_targets) > 10 else "")
+            self.console.print(
+                f"[red]Build failed[/]: {len(s.failed_targets)} of {n} targets failed ({names}); {parts} in {s.seconds:.1f}s"
+            )

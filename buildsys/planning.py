@@ -1,0 +1,175 @@
+"""From targets to the action graph: each target kind's plan() declares its steps.
+
+An action's id is a digest of its step, rule source, config and the identities of its inputs
+(source digests, or the ids of the actions producing them). Identical steps of different
+targets get the same id and become one node. The cache key proper is computed later, by the
+scheduler, from the *content* digests of the inputs: an unchanged output stops a rebuild early.
+"""
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import networkx as nx
+from pydantic import BaseModel
+
+from .digests import FileDigests, digest_json
+from .errors import UserError
+from .labels import Label
+from .pysources import module_file, python_closure
+from .ruleset import Declaration, RuleSet
+from .target_graph import Target, TargetGraph
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Workspace files an action reads: (workspace-relative path, digest), sorted."""
+
+    files: tuple[tuple[str, str], ...]
+
+    def digest(self) -> str:
+        return digest_json([list(f) for f in self.files])
+
+
+@dataclass(frozen=True)
+class Output:
+    action: str  # id of the producing action
+    name: str
+
+
+@dataclass
+class Action:
+    id: str
+    step: str
+    config: dict
+    inputs: dict[str, Sources | Output]
+    outputs: tuple[str, ...]
+    rule_digest: str
+    owners: set[Label] = field(default_factory=set)
+
+    def output(self, name: str) -> Output:
+        assert name in self.outputs, (self.step, name)
+        return Output(self.id, name)
+
+    @property
+    def label(self) -> Label:
+        return min(self.owners)
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What a target contributes: an artifact to place in out/, and facts for dependents."""
+
+    artifact: Output | None = None
+    ext: str = ""  # out/<package>/<name><ext>
+    provides: dict = field(default_factory=dict)
+
+
+class PlanContext:
+    """The view of the build a target kind's plan() gets."""
+
+    def __init__(self, planner: "Planner", target: Target):
+        self._planner = planner
+        self.target = target
+        self.label = target.label
+
+    def error(self, message: str) -> UserError:
+        return UserError(f"{self.target.kind}() '{self.label.name}': {message}", self.target.location)
+
+    def python_module(self, module: str) -> Sources:
+        """The module's file and every first-party module it imports, from the workspace root."""
+        root = self._planner.workspace_root
+        if module_file(root, module) is None:
+            rel = module.replace(".", "/")
+            raise self.error(f"entry module '{module}' not found: no {rel}.py or {rel}/__init__.py in the workspace")
+        return self._planner.sources(python_closure(root, module))
+
+    def files(self, paths: list[str]) -> Sources:
+        """Package-relative data files."""
+        base = self._planner.workspace_root / self.label.package
+        missing = [p for p in paths if not (base / p).is_file()]
+        if missing:
+            raise self.error(f"file not found in package '//{self.label.package}': {', '.join(missing)}")
+        return self._planner.sources([base / p for p in paths])
+
+    def dep(self, text: str) -> tuple[Target, Planned]:
+        label = Label.parse(text, self.label.package)
+        return self._planner.targets.targets[label], self._planner.planned[label]
+
+    def action(
+        self, step: str, config: BaseModel | dict, inputs: dict[str, Sources | Output], outputs: list[str]
+    ) -> Action:
+        return self._planner.add_action(self.label, step, config, inputs, tuple(outputs))
+
+
+class Planner:
+    def __init__(self, targets: TargetGraph, ruleset: RuleSet, digests: FileDigests):
+        self.targets = targets
+        self.ruleset = ruleset
+        self.digests = digests
+        self.workspace_root = targets.workspace.root
+        self.graph = nx.DiGraph()  # action id -> action id it feeds
+        self.actions: dict[str, Action] = {}
+        self.planned: dict[Label, Planned] = {}
+        self._rule_digests: dict[str, str] = {}
+
+    def sources(self, paths: list[Path]) -> Sources:
+        root = self.workspace_root
+        return Sources(tuple(sorted((p.resolve().relative_to(root).as_posix(), self.digests.digest(p)) for p in paths)))
+
+    def rule_digest(self, step: str) -> str:
+        """Digest of the step module's source and the rule code it imports."""
+        if step not in self._rule_digests:
+            module = self.ruleset.steps[step].module
+            spec = importlib.util.find_spec(module.split(".")[0])
+            assert spec is not None and spec.submodule_search_locations, module
+            root = Path(next(iter(spec.submodule_search_locations))).parent
+            files = python_closure(root, module, set(self.ruleset.rule_roots))
+            self._rule_digests[step] = digest_json(
+                [[p.relative_to(root.resolve()).as_posix(), self.digests.digest(p)] for p in files]
+            )
+        return self._rule_digests[step]
+
+    def add_action(self, owner: Label, step: str, config, inputs, outputs) -> Action:
+        if step not in self.ruleset.steps:
+            raise KeyError(f"unknown step kind {step!r}")
+        if isinstance(config, BaseModel):
+            config = config.model_dump(mode="json")
+        identity = {
+            "step": step,
+            "rule": self.rule_digest(step),
+            "config": config,
+            "inputs": {
+                k: {"sources": v.digest()} if isinstance(v, Sources) else {"action": v.action, "output": v.name}
+                for k, v in inputs.items()
+            },
+            "outputs": list(outputs),
+        }
+        action_id = digest_json(identity)
+        action = self.actions.get(action_id)
+        if action is None:
+            action = Action(action_id, step, config, dict(inputs), outputs, identity["rule"])
+            self.actions[action_id] = action
+            self.graph.add_node(action_id)
+            for value in inputs.values():
+                if isinstance(value, Output):
+                    self.graph.add_edge(value.action, action_id)
+        action.owners.add(owner)
+        return action
+
+    def plan(self, labels: list[Label]) -> None:
+        for label in self.targets.in_dependency_order(labels):
+            if label in self.planned:
+                continue
+            target = self.targets.targets[label]
+            kind = self.ruleset.kinds[target.kind]
+            self.planned[label] = kind.plan(target.decl, PlanContext(self, target))
+
+    def actions_for(self, labels: list[Label]) -> list[str]:
+        """Ids of the actions these targets' artifacts need, in a dependency order."""
+        roots = {self.planned[l].artifact.action for l in labels if self.planned[l].artifact}
+        needed = set(roots)
+        for r in roots:
+            needed |= nx.ancestors(self.graph, r)
+        return list(nx.lexicographical_topological_sort(self.graph.subgraph(needed)))

@@ -1,0 +1,248 @@
+"""Run the action graph: cache lookups first, misses in worker processes.
+
+Keys are computed when an action becomes ready, from the content digests of its inputs, so an
+action whose inputs came out unchanged is a cache hit even after its producer re-ran.
+A failed action fails every action downstream of it; without --keep-going nothing new starts.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from pathlib import Path
+from typing import Callable
+
+from .action_cache import ActionCache, ActionResult, OutputRecord
+from .cas import CAS, CorruptBlob
+from .digests import digest_json
+from .planning import Action, Planner, Sources
+from .ruleset import RuleSet
+from .toolchain import toolchain
+from .workers import Worker, WorkerDied, WorkerPool
+
+RAN, CACHED, FAILED, SKIPPED = "ran", "cached", "failed", "skipped"
+
+
+@dataclass
+class Outcome:
+    action: Action
+    status: str
+    key: str | None = None
+    seconds: float = 0.0
+    result: ActionResult | None = None
+    error: str | None = None
+    log: str | None = None  # the captured output of a failed action
+
+
+@dataclass
+class BuildState:
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+
+    def count(self, status: str) -> int:
+        return sum(1 for o in self.outcomes.values() if o.status == status)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        planner: Planner,
+        ruleset: RuleSet,
+        cache: ActionCache,
+        cas: CAS,
+        cache_dir: Path,
+        jobs: int,
+        keep_going: bool,
+        on_event: Callable[[str, Outcome | Action], None],
+    ):
+        self.planner = planner
+        self.ruleset = ruleset
+        self.cache = cache
+        self.cas = cas
+        self.tmp_root = cache_dir / "tmp"
+        self.jobs = max(1, jobs)
+        self.keep_going = keep_going
+        self.on_event = on_event  # ("started" | "finished", ...) for progress, events and outputs
+        self.pool = WorkerPool(self.jobs, ruleset.worker, planner.workspace_root, cache_dir / "logs")
+        self.state = BuildState()
+        self._staging: dict[str, Path] = {}
+        self._started: dict[str, float] = {}
+        self._keys: dict[str, str] = {}
+
+    # Keys -------------------------------------------------------------------------------------
+    def input_digest(self, value) -> str:
+        if isinstance(value, Sources):
+            return value.digest()
+        return self.state.outcomes[value.action].result.outputs[value.name].digest
+
+    def key(self, action: Action) -> str:
+        step = self.ruleset.steps[action.step]
+        return digest_json(
+            {
+                "step": action.step,
+                "rule": action.rule_digest,
+                "config": action.config,
+                "inputs": {name: self.input_digest(v) for name, v in action.inputs.items()},
+                "outputs": list(action.outputs),
+                "toolchain": toolchain(step.packages),
+            }
+        )
+
+    # The loop ---------------------------------------------------------------------------------
+    def run(self, action_ids: list[str]) -> BuildState:
+        graph = self.planner.graph
+        waiting = list(action_ids)  # dependency order
+        queued: list[str] = []
+        stopping = False
+        try:
+            while waiting or queued or self.pool.busy():
+                # Resolve what is ready: failures propagate, cache hits complete at once.
+                progressed = True
+                while progressed:
+                    progressed = False
+                    for aid in list(waiting):
+                        preds = list(graph.predecessors(aid))
+                        if any(self.state.outcomes.get(p) and self.state.outcomes[p].status in (FAILED, SKIPPED) for p in preds):
+                            waiting.remove(aid)
+                            self._finish(Outcome(self.planner.actions[aid], SKIPPED, error="a dependency failed"))
+                            progressed = True
+                        elif all(p in self.state.outcomes for p in preds):
+                            waiting.remove(aid)
+                            if not self._try_cache(aid):
+                                queued.append(aid)
+                            progressed = True
+                if stopping:
+                    for aid in waiting + queued:
+                        self._finish(Outcome(self.planner.actions[aid], SKIPPED, error="build stopped after a failure"))
+                    waiting, queued = [], []
+                # Dispatch to idle workers, preferring one that holds the inputs in memory.
+                for aid in list(queued):
+                    idle = self.pool.idle()
+                    if not idle:
+                        break
+                    queued.remove(aid)
+                    try:
+                        self._dispatch(aid, self._pick_worker(aid, idle))
+                    except CorruptBlob as bad:
+                        error = f"a cached input was corrupt (blob {bad}) and has been removed; build again"
+                        self._finish(Outcome(self.planner.actions[aid], FAILED, self._keys.get(aid), error=error))
+                        stopping = stopping or not self.keep_going
+                busy = self.pool.busy()
+                if not busy:
+                    continue
+                ready = wait([w.conn for w in busy])
+                for worker in busy:
+                    if worker.conn in ready:
+                        if not self._collect(worker) and not self.keep_going:
+                            stopping = True
+        finally:
+            self.pool.shutdown()
+            for path in self._staging.values():
+                shutil.rmtree(path, ignore_errors=True)
+        return self.state
+
+    def _finish(self, outcome: Outcome) -> None:
+        self.state.outcomes[outcome.action.id] = outcome
+        self.on_event("finished", outcome)
+
+    def _try_cache(self, aid: str) -> bool:
+        action = self.planner.actions[aid]
+        key = self._keys[aid] = self.key(action)
+        hit = self.cache.get(key)
+        if hit is None or not all(self.cas.has(o.digest) for o in hit.outputs.values()):
+            return False
+        self._finish(Outcome(action, CACHED, key, 0.0, hit))
+        return True
+
+    def _pick_worker(self, aid: str, idle: list[int]) -> int:
+        action = self.planner.actions[aid]
+        wanted = {self.input_digest(v) for v in action.inputs.values()}
+
+        def overlap(i: int) -> int:
+            w = self.pool.workers[i]
+            return len(wanted & w.memo) if w is not None else -1
+
+        return max(idle, key=overlap)
+
+    def _input_path(self, value, staging: Path, name: str) -> dict:
+        if isinstance(value, Sources):
+            return {"sources": [[p, d] for p, d in value.files]}
+        record = self.state.outcomes[value.action].result.outputs[value.name]
+        if record.is_tree:
+            path = staging / "in" / name
+            self.cas.materialize(record.digest, True, path)
+        else:
+            if not self.cas.verify(record.digest):
+                raise CorruptBlob(record.digest)
+            path = self.cas.path(record.digest)
+        return {"path": str(path), "digest": record.digest, "is_tree": record.is_tree}
+
+    def _dispatch(self, aid: str, index: int) -> None:
+        action = self.planner.actions[aid]
+        self.tmp_root.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(dir=self.tmp_root, prefix=aid[:12] + "-"))
+        (staging / "out").mkdir()
+        self._staging[aid] = staging
+        request = {
+            "action": aid,
+            "step": action.step,
+            "module": self.ruleset.steps[action.step].module,
+            "label": str(action.label),
+            "config": action.config,
+            "inputs": {n: self._input_path(v, staging, n) for n, v in action.inputs.items()},
+            "outputs": list(action.outputs),
+            "out_dir": str(staging / "out"),
+            "log": str(staging / "log.txt"),
+        }
+        worker = self.pool.get(index)
+        worker.busy = aid
+        self._started[aid] = time.monotonic()
+        self.on_event("started", action)
+        worker.send(request)
+
+    def _collect(self, worker: Worker) -> bool:
+        aid = worker.busy
+        action = self.planner.actions[aid]
+        staging = self._staging.pop(aid)
+        seconds = time.monotonic() - self._started[aid]
+        try:
+            try:
+                reply = worker.receive()
+            except WorkerDied as died:
+                self.pool.discard(worker)
+                reply = {"ok": False, "error": str(died)}
+            worker.busy = None
+            log_path = staging / "log.txt"
+            log_text = log_path.read_text(errors="replace") if log_path.is_file() else ""
+            log_digest = self.cas.put_file(log_path) if log_path.is_file() else None
+            if not reply.get("ok"):
+                self._finish(Outcome(action, FAILED, self._keys[aid], seconds, error=reply.get("error"), log=log_text))
+                return False
+            outputs = {}
+            for name in action.outputs:
+                path = staging / "out" / name
+                if path.is_dir():
+                    outputs[name] = OutputRecord(digest=self.cas.put_tree(path), is_tree=True,
+                                                 size=sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))
+                elif path.is_file():
+                    outputs[name] = OutputRecord(digest=self.cas.put_file(path), size=path.stat().st_size)
+                else:
+                    error = f"the {action.step} step finished without writing its output '{name}'"
+                    self._finish(Outcome(action, FAILED, self._keys[aid], seconds, error=error, log=log_text))
+                    return False
+            result = ActionResult(
+                step=action.step, outputs=outputs, metrics=reply.get("metrics", {}), log=log_digest, seconds=seconds
+            )
+            # The record goes in last: a crash before this line leaves blobs, never a dangling entry.
+            self.cache.put(self._keys[aid], result)
+            worker.memo.update(reply.get("memo", []))
+            self._finish(Outcome(action, RAN, self._keys[aid], seconds, result))
+            return True
+        except Exception as exc:  # an engine fault while storing: fail the action, keep the build sane
+            self._finish(Outcome(action, FAILED, self._keys.get(aid), seconds, error=f"storing outputs failed: {exc!r}",
+                                 log=traceback.format_exc()))
+            return False
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Example model sources for the example workspace (see BUILD.models)."""

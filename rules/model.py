@@ -1,0 +1,82 @@
+"""The `model()` target: a PyTorch module, its example inputs and how to export it."""
+from __future__ import annotations
+
+import re
+
+from pydantic import Field, field_validator, model_validator
+
+from buildsys.planning import PlanContext, Planned
+from buildsys.ruleset import Declaration
+
+from .specs import DimSpec, TensorSpec
+
+_ENTRY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
+
+
+class ModelDecl(Declaration):
+    entry: str  # "package.module:callable", the callable returns an nn.Module
+    inputs: dict[str, TensorSpec] = Field(min_length=1)  # positional, in order
+    keyword_inputs: dict[str, TensorSpec] = {}
+    dynamic_shapes: dict[str, dict[int, DimSpec]] = {}  # input name -> axis -> dim
+    weights: str | None = None  # package-relative .safetensors, loaded with load_state_dict
+    data: list[str] = []  # package-relative files the model reads (hashed into its digest)
+    strict: bool = False  # torch.export strict (TorchDynamo) or non-strict tracing
+    init_seed: int = 0  # torch.manual_seed before the entry is called: random init is reproducible
+
+    @field_validator("entry")
+    @classmethod
+    def _entry(cls, value: str) -> str:
+        if not _ENTRY.match(value):
+            raise ValueError(f"entry must be 'package.module:callable', got {value!r}")
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: str | None) -> str | None:
+        if value is not None and not value.endswith(".safetensors"):
+            raise ValueError(f"weights must be a .safetensors file, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _dynamic(self):
+        specs = {**self.inputs, **self.keyword_inputs}
+        overlap = set(self.inputs) & set(self.keyword_inputs)
+        if overlap:
+            raise ValueError(f"inputs and keyword_inputs both name {sorted(overlap)}")
+        seen: dict[str, DimSpec] = {}
+        for name, axes in self.dynamic_shapes.items():
+            if name not in specs:
+                raise ValueError(f"dynamic_shapes names input '{name}', but the inputs are {sorted(specs)}")
+            shape = specs[name].shape
+            for axis, dim in axes.items():
+                if not 0 <= axis < len(shape):
+                    raise ValueError(f"dynamic_shapes['{name}'] axis {axis} is out of range for shape {shape}")
+                size = shape[axis]
+                if size < 2:
+                    # torch.export specializes a dim whose example size is 0 or 1, then fails.
+                    raise ValueError(
+                        f"input '{name}' axis {axis} is dynamic ('{dim.name}') but its example size is {size}; "
+                        f"torch.export specializes sizes 0 and 1, so use an example size of at least 2"
+                    )
+                if not dim.min <= size <= dim.max:
+                    raise ValueError(
+                        f"input '{name}' axis {axis} has example size {size}, outside dim '{dim.name}' "
+                        f"[{dim.min}, {dim.max}]"
+                    )
+                if dim.name in seen and seen[dim.name] != dim:
+                    raise ValueError(f"dim '{dim.name}' is declared twice with different ranges")
+                seen[dim.name] = dim
+        return self
+
+    @property
+    def module(self) -> str:
+        return self.entry.partition(":")[0]
+
+
+def plan_model(decl: ModelDecl, ctx: PlanContext) -> Planned:
+    """A model builds nothing alone; its dependents export it. It provides its source inputs."""
+    sources = ctx.python_module(decl.module)
+    files = [decl.weights] if decl.weights else []
+    files += decl.data
+    data = ctx.files(files) if files else None
+    return Planned(provides={"sources": sources, "data": data})

@@ -1,0 +1,88 @@
+"""Build a declared model and its example inputs in torch. Used by workers and by tests.
+
+Imports torch: never import this module from the engine or from a target kind's plan().
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+from pathlib import Path
+
+import torch
+
+from .errors import StepError
+from .specs import TensorSpec
+
+_DTYPES = {
+    "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64,
+    "int32": torch.int32, "int8": torch.int8, "uint8": torch.uint8, "bool": torch.bool,
+}
+
+
+def make_tensor(spec: TensorSpec, shape: list[int] | None = None) -> torch.Tensor:
+    """The example tensor a spec describes; `shape` overrides it (for min/max of dynamic dims)."""
+    shape = list(spec.shape if shape is None else shape)
+    dtype = _DTYPES[spec.dtype]
+    gen = torch.Generator().manual_seed(spec.seed)
+    if spec.fill == "zeros":
+        return torch.zeros(shape, dtype=dtype)
+    if spec.fill == "ones":
+        return torch.ones(shape, dtype=dtype)
+    if spec.fill == "randint" or not dtype.is_floating_point:
+        return torch.randint(0, 2 if dtype == torch.bool else 10, shape, generator=gen).to(dtype)
+    if spec.fill == "rand":
+        return torch.rand(shape, generator=gen).to(dtype)
+    return torch.randn(shape, generator=gen).to(dtype)
+
+
+def example_inputs(inputs: dict[str, TensorSpec], keyword_inputs: dict[str, TensorSpec]):
+    args = tuple(make_tensor(s) for s in inputs.values())
+    kwargs = {name: make_tensor(s) for name, s in keyword_inputs.items()}
+    return args, kwargs
+
+
+def load_model(workspace: Path, entry: str, init_seed: int, weights: str | None) -> torch.nn.Module:
+    """Import the entry, call it under a fixed seed, load weights, and put it in eval mode."""
+    module_name, _, attr = entry.partition(":")
+    if str(workspace) not in sys.path:
+        sys.path.insert(0, str(workspace))
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        if err.name and module_name.startswith(err.name):
+            raise StepError(f"entry module '{module_name}' not found in the workspace") from None
+        raise
+    factory = getattr(module, attr, None)
+    if factory is None:
+        names = [n for n in dir(module) if not n.startswith("_")]
+        raise StepError(f"entry '{entry}': module '{module_name}' has no '{attr}' (it has: {', '.join(names)})")
+    torch.manual_seed(init_seed)
+    model = factory()
+    if not isinstance(model, torch.nn.Module):
+        raise StepError(f"entry '{entry}' returned {type(model).__name__}, not a torch.nn.Module")
+    if weights:
+        from safetensors.torch import load_file
+
+        missing, unexpected = model.load_state_dict(load_file(str(workspace / weights)), strict=False)
+        if missing or unexpected:
+            raise StepError(
+                f"weights {weights} do not fit {entry}: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
+    return model.eval()
+
+
+def check_signature(model: torch.nn.Module, inputs: dict, keyword_inputs: dict) -> None:
+    """Declared input names must be forward()'s parameter names: dynamic shapes are keyed by them."""
+    params = inspect.signature(model.forward).parameters
+    positional = [n for n, p in params.items() if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    accepts_var = any(p.kind == p.VAR_POSITIONAL for p in params.values())
+    if not accepts_var and list(inputs) != positional[: len(inputs)]:
+        raise StepError(
+            f"inputs are declared as ({', '.join(inputs)}) but forward() takes ({', '.join(positional)}); "
+            f"name them as forward() does, in order"
+        )
+    accepts_kw = any(p.kind == p.VAR_KEYWORD for p in params.values())
+    unknown = [n for n in keyword_inputs if n not in params and not accepts_kw]
+    if unknown:
+        raise StepError(f"keyword_inputs {unknown} are not parameters of forward({', '.join(params)})")

@@ -1,0 +1,77 @@
+"""Value types BUILD.models files use: example tensors, dynamic dims, backend choices.
+
+Plain data validated by Pydantic; no toolchain imports (the engine loads this module).
+"""
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+DType = Literal["float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool"]
+
+
+class Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TensorSpec(Spec):
+    """An example input: its shape, dtype, and how to fill it (seeded, so always the same)."""
+
+    shape: list[Annotated[int, Field(ge=0)]]
+    dtype: DType = "float32"
+    seed: int = 0
+    fill: Literal["randn", "rand", "zeros", "ones", "randint"] = "randn"
+
+
+class DimSpec(Spec):
+    """A dynamic dimension. Dims with the same name are one symbol, shared across inputs."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    min: Annotated[int, Field(ge=0)] = 1
+    max: Annotated[int, Field(ge=1)]
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.min > self.max:
+            raise ValueError(f"dim '{self.name}' has min {self.min} > max {self.max}")
+        return self
+
+
+def _backend_shorthand(value):
+    return {"backend": value} if isinstance(value, str) else value
+
+
+class XnnpackBackend(Spec):
+    backend: Literal["xnnpack"] = "xnnpack"
+
+
+class CoremlBackend(Spec):
+    backend: Literal["coreml"] = "coreml"
+    compute_units: Literal["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"] = "all"
+    precision: Literal["float16", "float32"] = "float16"
+    minimum_deployment_target: Literal["iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15"] = "iOS17"
+
+
+# "xnnpack" is shorthand for xnnpack(); the shorthand is expanded before the union is chosen.
+Backend = Annotated[
+    Annotated[Union[XnnpackBackend, CoremlBackend], Field(discriminator="backend")],
+    BeforeValidator(_backend_shorthand),
+]
+
+# Starlark helpers: each builds the dict the matching Spec validates, with Starlark's own
+# argument checking (an unknown keyword fails at the call, with file:line:column).
+PRELUDE = '''
+def tensor(shape, dtype = "float32", seed = 0, fill = "randn"):
+    return {"shape": shape, "dtype": dtype, "seed": seed, "fill": fill}
+
+def dim(name, max, min = 1):
+    return {"name": name, "min": min, "max": max}
+
+def xnnpack():
+    return {"backend": "xnnpack"}
+
+def coreml(compute_units = "all", precision = "float16", minimum_deployment_target = "iOS17"):
+    return {"backend": "coreml", "compute_units": compute_units, "precision": precision,
+            "minimum_deployment_target": minimum_deployment_target}
+'''
