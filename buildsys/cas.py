@@ -63,12 +63,17 @@ class CAS:
 
     @staticmethod
     def _manifest(src: Path, file_digest: Callable[[Path], str]) -> bytes:
-        """A directory as canonical JSON of its sorted (path, digest, executable) entries."""
-        entries = []
-        for path in sorted(p for p in src.rglob("*") if p.is_file()):
-            executable = bool(path.stat().st_mode & stat.S_IXUSR)
-            entries.append([path.relative_to(src).as_posix(), file_digest(path), executable])
-        return canonical_json({"tree": entries}).encode()
+        """A directory as canonical JSON: sorted (path, digest, executable) files, and its
+        sub-directories, since an empty one can matter (an .mlpackage without weights)."""
+        entries, dirs = [], []
+        for path in sorted(src.rglob("*")):
+            rel = path.relative_to(src).as_posix()
+            if path.is_dir():
+                dirs.append(rel)
+            elif path.is_file():
+                executable = bool(path.stat().st_mode & stat.S_IXUSR)
+                entries.append([rel, file_digest(path), executable])
+        return canonical_json({"tree": entries, "dirs": dirs}).encode()
 
     def put_tree(self, src: Path) -> str:
         """Store a directory: each file as a blob, then its manifest, whose digest names the tree."""
@@ -95,8 +100,9 @@ class CAS:
             return False
         return True
 
-    def tree_entries(self, digest: str) -> list[tuple[str, str, bool]]:
-        return [tuple(e) for e in json.loads(self.read(digest))["tree"]]
+    def tree_entries(self, digest: str) -> tuple[list[tuple[str, str, bool]], list[str]]:
+        manifest = json.loads(self.read(digest))
+        return [tuple(e) for e in manifest["tree"]], manifest["dirs"]
 
     def _link(self, digest: str, dest: Path, executable: bool = False) -> None:
         """Hard-link (or copy) a verified blob to dest."""
@@ -116,7 +122,10 @@ class CAS:
             built = staging / dest.name
             if is_tree:
                 built.mkdir()
-                for rel, blob, executable in self.tree_entries(digest):
+                files, dirs = self.tree_entries(digest)
+                for rel in dirs:
+                    (built / rel).mkdir(parents=True, exist_ok=True)
+                for rel, blob, executable in files:
                     (built / rel).parent.mkdir(parents=True, exist_ok=True)
                     self._link(blob, built / rel, executable)
             else:

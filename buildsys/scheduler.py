@@ -117,14 +117,13 @@ class Scheduler:
                     for aid in waiting + queued:
                         self._finish(Outcome(self.planner.actions[aid], SKIPPED, error="build stopped after a failure"))
                     waiting, queued = [], []
-                # Dispatch to idle workers, preferring one that holds the inputs in memory.
                 for aid in list(queued):
                     idle = self.pool.idle()
                     if not idle:
                         break
                     queued.remove(aid)
                     try:
-                        self._dispatch(aid, self._pick_worker(aid, idle))
+                        self._dispatch(aid, idle[0])
                     except CorruptBlob as bad:
                         error = f"a cached input was corrupt (blob {bad}) and has been removed; build again"
                         self._finish(Outcome(self.planner.actions[aid], FAILED, self._keys.get(aid), error=error))
@@ -155,16 +154,6 @@ class Scheduler:
             return False
         self._finish(Outcome(action, CACHED, key, 0.0, hit))
         return True
-
-    def _pick_worker(self, aid: str, idle: list[int]) -> int:
-        action = self.planner.actions[aid]
-        wanted = {self.input_digest(v) for v in action.inputs.values()}
-
-        def overlap(i: int) -> int:
-            w = self.pool.workers[i]
-            return len(wanted & w.memo) if w is not None else -1
-
-        return max(idle, key=overlap)
 
     def _input_path(self, value, staging: Path, name: str) -> dict:
         if isinstance(value, Sources):
@@ -237,7 +226,6 @@ class Scheduler:
             )
             # The record goes in last: a crash before this line leaves blobs, never a dangling entry.
             self.cache.put(self._keys[aid], result)
-            worker.memo.update(reply.get("memo", []))
             self._finish(Outcome(action, RAN, self._keys[aid], seconds, result))
             return True
         except Exception as exc:  # an engine fault while storing: fail the action, keep the build sane

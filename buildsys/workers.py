@@ -35,7 +35,6 @@ class Worker:
         child.close()
         self.conn = Connection(parent.detach())
         self.busy: str | None = None  # id of the action it is running
-        self.memo: set[str] = set()  # digests it holds in memory (for affinity)
 
     @property
     def pid(self) -> int:

@@ -17,7 +17,7 @@ def run(ctx) -> dict:
     import torch
 
     cfg = CoremlConvertConfig.model_validate(ctx.config)
-    ep = ctx.load("program", torch.export.load)
+    ep = torch.export.load(ctx.input_path("program"))
     mlmodel = ct.convert(
         ep,
         minimum_deployment_target=getattr(ct.target, cfg.minimum_deployment_target),

@@ -43,7 +43,6 @@ def run(ctx) -> dict:
     import torch
 
     cfg = DecomposeConfig.model_validate(ctx.config)
-    ep = decompose(ctx.load("program", torch.export.load), cfg)
+    ep = decompose(torch.export.load(ctx.input_path("program")), cfg)
     torch.export.save(ep, str(ctx.output_path("program.pt2")))
-    ctx.keep("program.pt2", ep)
     return {"nodes": sum(1 for n in ep.graph.nodes if n.op == "call_function")}

@@ -56,7 +56,7 @@ def run(ctx) -> dict:
     from executorch.exir import to_edge_transform_and_lower
 
     cfg = PartitionConfig.model_validate(ctx.config)
-    ep = ctx.load("program", torch.export.load)
+    ep = torch.export.load(ctx.input_path("program"))
     edge = to_edge_transform_and_lower(ep, partitioner=[_partitioner(b) for b in cfg.backends])
     summary = delegation_summary(edge.exported_program())
     program = edge.to_executorch()

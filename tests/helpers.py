@@ -1,0 +1,49 @@
+"""Shared helpers: copy the example workspace, run the real CLI in a subprocess, read events."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE_FILES = ["WORKSPACE.models", "BUILD.models", "defs.star", "models"]
+
+
+def copy_example(dst: Path) -> Path:
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in EXAMPLE_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(src, dst / name)
+    return dst
+
+
+def run_cli(workspace: Path, *args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, COLUMNS="200", **(env or {}))
+    full_env.pop("MODELBUILD_CACHE_DIR", None)
+    return subprocess.run(
+        [sys.executable, "-m", "buildsys.cli", *args],
+        cwd=workspace, capture_output=True, text=True, timeout=timeout, env=full_env,
+    )
+
+
+def build(workspace: Path, *patterns: str, events: str = "events.jsonl", extra: tuple = ()) -> tuple[subprocess.CompletedProcess, list[dict]]:
+    path = workspace / events
+    proc = run_cli(workspace, "build", *(patterns or ("//...",)), "--build-events", str(path), *extra)
+    return proc, read_events(path)
+
+
+def read_events(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def by_status(events: list[dict], status: str) -> set[tuple[str, str]]:
+    """(step, label) of the actions with this status."""
+    return {(e["step"], e["label"]) for e in events if e["status"] == status}
