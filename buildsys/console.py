@@ -26,14 +26,16 @@ class BuildConsole:
         self._tasks: dict[str, int] = {}
 
     def __enter__(self) -> "BuildConsole":
-        self.progress.start()
-        self._overall = self.progress.add_task("building", total=None)
         return self
 
     def __exit__(self, *exc) -> None:
-        self.progress.stop()
+        if self._overall is not None:
+            self.progress.stop()
 
     def on_progress(self, kind: str, item) -> None:
+        if self._overall is None:  # started on the first action: a load error prints alone
+            self.progress.start()
+            self._overall = self.progress.add_task("building", total=None)
         if kind == "started":
             action: Action = item
             self._tasks[action.id] = self.progress.add_task(f"  {action.step} {action.label}", total=None)
