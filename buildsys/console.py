@@ -59,6 +59,8 @@ class BuildConsole:
             shown = lines if self.verbose else lines[-_LOG_TAIL:]
             head = f"\n\n-- action log (last {len(shown)} of {len(lines)} lines) --\n" if len(shown) < len(lines) else "\n\n-- action log --\n"
             body.append(head + "\n".join(shown), style="dim")
+        if outcome.log_path is not None:
+            body.append(f"\n\nfull log: {outcome.log_path}", style="dim")
         self.console.print(Panel(body, title=f"[red]FAILED[/] {action.step} {escape(owners)}", title_align="left", border_style="red"))
 
     def summary(self, s: BuildSummary) -> None:

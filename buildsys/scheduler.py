@@ -34,7 +34,8 @@ class Outcome:
     seconds: float = 0.0
     result: ActionResult | None = None
     error: str | None = None
-    log: str | None = None  # the captured output of a failed action
+    log: str | None = None  # the captured output of a failed action, when worth showing
+    log_path: Path | None = None  # where the whole log is kept
 
 
 @dataclass
@@ -207,7 +208,11 @@ class Scheduler:
             log_text = log_path.read_text(errors="replace") if log_path.is_file() else ""
             log_digest = self.cas.put_file(log_path) if log_path.is_file() else None
             if not reply.get("ok"):
-                self._finish(Outcome(action, FAILED, self._keys[aid], seconds, error=reply.get("error"), log=log_text))
+                self._finish(Outcome(
+                    action, FAILED, self._keys[aid], seconds, error=reply.get("error"),
+                    log=log_text if reply.get("show_log", True) else None,
+                    log_path=self.cas.path(log_digest) if log_digest else None,
+                ))
                 return False
             outputs = {}
             for name in action.outputs:

@@ -58,12 +58,12 @@ def export_program(ctx, cfg: ExportConfig):
 
 
 def export_failure_message(err: Exception, cfg: ExportConfig, workspace) -> str:
-    import traceback
+    from .errors import user_frames
 
     text = str(err).strip()
     first = text.splitlines()[0] if text else type(err).__name__
-    user = [f for f in traceback.extract_tb(err.__traceback__) if f.filename.startswith(str(workspace))]
-    where = f"\n  at {user[-1].filename}:{user[-1].lineno}: {user[-1].line}" if user else ""
+    frames = user_frames(err, workspace)
+    where = f"\n{frames}" if frames else ""
     hints = []
     if "GuardOnDataDependentSymNode" in type(err).__name__ + text or "data-dependent" in text.lower():
         hints.append("the model branches on tensor values; rewrite the branch with torch.cond")

@@ -18,7 +18,7 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
-from .errors import StepError
+from .errors import StepError, user_frames
 
 
 class StepContext:
@@ -60,16 +60,6 @@ def _captured(log_path: str):
         os.close(saved[1])
 
 
-def _user_error(exc: BaseException, workspace: Path) -> str:
-    """A model's own exception: only the frames of the user's code, then the error."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(str(workspace))]
-    lines = [f"{type(exc).__name__}: {exc}"]
-    if frames:
-        shown = "".join(traceback.format_list(frames))
-        lines.insert(0, "Traceback (user code only; full traceback in the log):\n" + shown.rstrip())
-    return "\n".join(lines)
-
-
 def run_one(request: dict, workspace: Path) -> dict:
     ctx = StepContext(request, workspace)
     started = time.monotonic()
@@ -79,10 +69,13 @@ def run_one(request: dict, workspace: Path) -> dict:
             metrics = module.run(ctx) or {}
         except StepError as err:
             traceback.print_exc()
-            return {"ok": False, "error": str(err)}
+            return {"ok": False, "error": str(err), "show_log": False}
         except Exception as err:
             traceback.print_exc()
-            return {"ok": False, "error": _user_error(err, workspace)}
+            # A model's own exception shows its frames; a toolchain failure needs the log.
+            frames = user_frames(err, workspace)
+            error = f"{frames}\n{type(err).__name__}: {err}" if frames else f"{type(err).__name__}: {err}"
+            return {"ok": False, "error": error, "show_log": not frames}
     return {"ok": True, "metrics": metrics, "seconds": time.monotonic() - started}
 
 

@@ -1,0 +1,113 @@
+"""Failures: a killed worker, a model that raises, --keep-going. Nothing built is ever lost."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from buildsys.action_cache import ActionCache
+from helpers import build, by_status, copy_example, read_events
+
+BUILD = '''
+model(name = "sincos", entry = "models.sincos:SinCos",
+      inputs = {"x": tensor([4, 4], seed = 1), "y": tensor([4, 4], seed = 2)})
+executorch_program(name = "sincos_portable", model = ":sincos")
+pt2_program(name = "sincos_pt2", model = ":sincos")
+
+model(name = "broken", entry = "models.broken:Broken", inputs = {"x": tensor([4, 4])})
+executorch_program(name = "broken_portable", model = ":broken")
+'''
+
+BROKEN = '''import torch
+
+
+def check(x):
+    if x.shape[-1] != 3:
+        raise ValueError(f"expected 3 features, got {x.shape[-1]}")
+
+
+class Broken(torch.nn.Module):
+    def forward(self, x):
+        check(x)
+        return x * 2
+'''
+
+
+def children(pid: int) -> list[int]:
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                kids.append(int(entry))
+    return kids
+
+
+def test_worker_killed_mid_action_leaves_no_trace_and_next_build_completes(tmp_path: Path):
+    ws = copy_example(tmp_path)
+    (ws / "models" / "vision" / "BUILD.models").unlink()
+    (ws / "BUILD.models").write_text(BUILD.split("model(name = \"broken\"")[0])
+    events_path = ws / "killed.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "buildsys.cli", "build", "//...", "-j", "1", "--build-events", str(events_path)],
+        cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    # Wait until a worker has opened an action's log: it is inside run() now. Then kill it.
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((ws / "cache" / "tmp").glob("*/log.txt")):
+        time.sleep(0.02)
+    workers = children(proc.pid)
+    assert workers, "no worker process found"
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out + err
+    assert "died" in out, out
+
+    events = read_events(events_path)
+    failed = [e for e in events if e["status"] == "failed"]
+    assert failed and "died" in failed[0]["error"]
+    cache = ActionCache(ws / "cache")
+    try:
+        assert all(cache.get(e["action_key"]) is None for e in failed), "a killed action left a cache entry"
+    finally:
+        cache.close()
+    leftovers = [p for p in (ws / "out").rglob("*") if ".tmp-" in p.name] if (ws / "out").exists() else []
+    assert leftovers == []
+    assert not list((ws / "cache" / "tmp").glob("*")), "staging directories left behind"
+
+    proc2, events2 = build(ws, "//...", events="again.jsonl")
+    assert proc2.returncode == 0, proc2.stdout + proc2.stderr
+    assert (ws / "out" / "sincos_portable.pte").is_file() and (ws / "out" / "sincos_pt2.pt2").is_file()
+
+
+def test_model_error_shows_user_frames_and_keep_going_builds_the_rest(tmp_path: Path):
+    ws = copy_example(tmp_path)
+    (ws / "models" / "vision" / "BUILD.models").unlink()
+    (ws / "BUILD.models").write_text(BUILD)
+    (ws / "models" / "broken.py").write_text(BROKEN)
+
+    proc, events = build(ws, "//...", extra=("--keep-going", "-j", "1"))
+    assert proc.returncode == 1
+    output = proc.stdout
+    # The user's frames and error, not the toolchain's internals.
+    assert "models/broken.py" in output and "ValueError: expected 3 features, got 4" in output
+    assert "check(x)" in output
+    assert "torch/export" not in output.split("-- action log")[0]
+    # The dependent artifact fails with its model; everything else is built.
+    assert ("export", "//:broken_portable") in by_status(events, "failed")
+    assert ("partition", "//:broken_portable") in by_status(events, "skipped")
+    assert (ws / "out" / "sincos_portable.pte").is_file() and (ws / "out" / "sincos_pt2.pt2").is_file()
+    assert "1 of 5 targets failed (//:broken_portable)" in output
+
+    # Fixing the model builds only what was missing.
+    (ws / "models" / "broken.py").write_text(BROKEN.replace("!= 3", "!= 4").replace("expected 3", "expected 4"))
+    proc, events = build(ws, "//...")
+    assert proc.returncode == 0, proc.stdout
+    assert {label for _, label in by_status(events, "ran")} == {"//:broken_portable"}
