@@ -1,0 +1,104 @@
+"""The engine's own parts: labels, patterns, import scanning, the stat cache, the CAS."""
+from __future__ import annotations
+
+import ast
+import os
+from pathlib import Path
+
+import pytest
+
+from buildsys.cas import CAS
+from buildsys.digests import FileDigests, digest_file
+from buildsys.errors import UserError
+from buildsys.labels import Label, Pattern
+from buildsys.pysources import python_closure
+
+REPO = Path(__file__).resolve().parents[1]
+TOOLCHAIN = {"torch", "executorch", "coremltools", "torchao", "onnx", "onnxruntime", "onnxscript"}
+
+
+def test_labels():
+    assert Label.parse("//a/b:c") == Label("a/b", "c")
+    assert Label.parse("//a/b") == Label("a/b", "b")
+    assert Label.parse(":c", "pkg") == Label("pkg", "c")
+    assert str(Label.parse("//:root")) == "//:root"
+    for bad in ["a:b", "//a/../b:c", "//a:b/c", ":c"]:
+        with pytest.raises(UserError):
+            Label.parse(bad)
+
+
+def test_patterns():
+    vision = Label("models/vision", "convnet")
+    assert Pattern.parse("//...").matches(vision)
+    assert Pattern.parse("//models/...").matches(vision)
+    assert not Pattern.parse("//models/...").matches(Label("modelsx", "a"))
+    assert Pattern.parse("//models/vision:all").matches(vision)
+    assert not Pattern.parse("//models:all").matches(vision)
+    assert Pattern.parse("//models/vision:convnet").matches(vision)
+    with pytest.raises(UserError):
+        Pattern.parse("models/...")
+
+
+def test_python_closure_follows_first_party_imports(tmp_path: Path):
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "sub" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "a.py").write_text("import torch\nfrom . import b\nfrom pkg.sub import c\n")
+    (tmp_path / "pkg" / "b.py").write_text("import os\n")
+    (tmp_path / "pkg" / "sub" / "c.py").write_text("from ..b import x\n")
+    (tmp_path / "pkg" / "unused.py").write_text("")
+    files = [p.relative_to(tmp_path).as_posix() for p in python_closure(tmp_path, "pkg.a")]
+    assert files == ["pkg/__init__.py", "pkg/a.py", "pkg/b.py", "pkg/sub/__init__.py", "pkg/sub/c.py"]
+
+
+def test_stat_cache_reads_an_unchanged_file_once(tmp_path: Path):
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"x" * 1000)
+    old = path.stat().st_mtime - 10  # older than the racy window
+    os.utime(path, (old, old))
+    digests = FileDigests(tmp_path / "cache")
+    first = digests.digest(path)
+    assert digests.digest(path) == first and digests.hashed == 1
+    path.write_bytes(b"y" * 1000)
+    os.utime(path, (old + 1, old + 1))
+    assert digests.digest(path) != first and digests.hashed == 2
+    digests.close()
+
+
+def test_cas_trees_roundtrip_and_corruption_is_detected(tmp_path: Path):
+    cas = CAS(tmp_path / "cache")
+    src = tmp_path / "pkg.mlpackage"
+    (src / "Data" / "weights").mkdir(parents=True)  # an empty directory must survive
+    (src / "Manifest.json").write_text("{}")
+    (src / "Data" / "model.mlmodel").write_bytes(b"\x00\x01")
+    digest = cas.put_tree(src)
+    assert digest == CAS.tree_digest(src, digest_file)
+    dest = tmp_path / "out" / "pkg.mlpackage"
+    cas.materialize(digest, True, dest)
+    assert (dest / "Data" / "weights").is_dir() and (dest / "Data" / "model.mlmodel").read_bytes() == b"\x00\x01"
+    blob = cas.put_bytes(b"hello")
+    os.chmod(cas.path(blob), 0o644)
+    cas.path(blob).write_bytes(b"hellO")  # bit rot
+    assert not cas.verify(blob) and not cas.has(blob)  # removed: a miss, never a wrong result
+
+
+def test_engine_never_imports_the_toolchain():
+    offenders = []
+    for path in (REPO / "buildsys").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in TOOLCHAIN]
+    assert offenders == []
+
+
+def test_rules_import_no_toolchain_at_load_time():
+    import subprocess
+    import sys
+
+    code = "import sys, rules, buildsys.cli; print(sorted(m for m in %r if m in sys.modules))" % (TOOLCHAIN | {"numpy"},)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
