@@ -33,6 +33,13 @@ class ActionCache:
     def put(self, key: str, result: ActionResult) -> None:
         self._db.set(key, result.model_dump_json())
 
+    # Notes: the key material last built for a (target, step), for --explain. Not results.
+    def get_note(self, name: str) -> dict | None:
+        return self._db.get(("note", name))
+
+    def put_note(self, name: str, value: dict) -> None:
+        self._db.set(("note", name), value)
+
     def __len__(self) -> int:
         return len(self._db)
 

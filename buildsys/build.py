@@ -26,6 +26,7 @@ class BuildOptions:
     jobs: int = 2
     keep_going: bool = False
     build_events: Path | None = None
+    explain: bool = False
 
 
 @dataclass
@@ -80,41 +81,35 @@ def build(
         targets, labels, planner = load_and_plan(workspace, ruleset, options.patterns, stores)
         out = OutTree(workspace.root / "out", stores.cas, stores.digests)
         summary = BuildSummary(labels, BuildState())
-        # Which targets each action's completion delivers, to place them in out/ at once.
-        delivers: dict[str, list[Label]] = {}
-        for label in labels:
-            artifact = planner.planned[label].artifact
-            if artifact is not None:
-                delivers.setdefault(artifact.action, []).append(label)
+        # A target's artifact goes to out/ once it and all its checks have succeeded.
+        waiting_on = {l: planner.planned[l].required_actions() for l in labels if planner.planned[l].artifact}
 
         def on_event(kind: str, item) -> None:
             if kind == "finished":
                 outcome: Outcome = item
                 events.action(outcome)
                 if outcome.status in (RAN, CACHED):
-                    for label in delivers.get(outcome.action.id, []):
-                        planned = planner.planned[label]
-                        try:
-                            summary.placed[label], _ = out.place(
-                                label, planned.ext, outcome.result.outputs[planned.artifact.name]
-                            )
-                        except CorruptBlob as bad:
-                            outcome.status = FAILED
-                            outcome.error = f"cached blob {bad} was corrupt and has been removed; build again"
+                    for label, pending in waiting_on.items():
+                        pending.discard(outcome.action.id)
+                        if not pending and label not in summary.placed:
+                            place(label)
             on_progress(kind, item)
+
+        def place(label: Label) -> None:
+            planned = planner.planned[label]
+            outcome = scheduler.state.outcomes[planned.artifact.action]
+            try:
+                summary.placed[label], _ = out.place(label, planned.ext, outcome.result.outputs[planned.artifact.name])
+            except CorruptBlob as bad:
+                outcome.status = FAILED
+                outcome.error = f"cached blob {bad} was corrupt and has been removed; build again"
 
         scheduler = Scheduler(
             planner, ruleset, stores.action_cache, stores.cas, options.cache_dir,
-            options.jobs, options.keep_going, on_event,
+            options.jobs, options.keep_going, on_event, options.explain,
         )
         summary.state = scheduler.run(planner.actions_for(labels))
-        for label in labels:
-            artifact = planner.planned[label].artifact
-            if artifact is None:
-                continue
-            outcome = summary.state.outcomes.get(artifact.action)
-            if outcome is None or outcome.status in (FAILED, SKIPPED) or label not in summary.placed:
-                summary.failed_targets.append(label)
+        summary.failed_targets = [l for l in waiting_on if l not in summary.placed]
         summary.seconds = time.monotonic() - start
         return summary
     finally:

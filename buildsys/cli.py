@@ -40,6 +40,7 @@ def cmd_build(args, console: Console) -> int:
         jobs=args.jobs,
         keep_going=args.keep_going,
         build_events=Path(args.build_events).resolve() if args.build_events else None,
+        explain=args.explain,
     )
     with BuildConsole(console, args.verbose) as ui:
         summary = build(workspace, _ruleset(), options, ui.on_progress)
@@ -62,6 +63,18 @@ def cmd_query(args, console: Console) -> int:
         else:
             console.print(f"{target.kind:<22} {label}  [dim]{escape(str(target.location))}[/]", highlight=False, soft_wrap=True)
     return 0
+
+
+def cmd_show(args, console: Console) -> int:
+    from .build import Stores
+    from .show import show
+
+    workspace = Workspace.find()
+    stores = Stores(_cache_dir(args, workspace))
+    try:
+        return show(workspace, _ruleset(), args.label, stores, console)
+    finally:
+        stores.close()
 
 
 def cmd_clean(args, console: Console) -> int:
@@ -91,6 +104,7 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("-k", "--keep-going", action="store_true", help="build what does not depend on a failure")
     b.add_argument("--cache-dir", help=f"cache location (default: <workspace>/cache, or ${CACHE_ENV})")
     b.add_argument("--build-events", metavar="FILE", help="write one JSON line per action to FILE")
+    b.add_argument("--explain", action="store_true", help="say why each action ran (like ninja -d explain)")
     b.set_defaults(run=cmd_build)
 
     q = sub.add_parser("query", help="list targets matching patterns")
@@ -98,6 +112,11 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("--deps", action="store_true", help="include the transitive dependencies")
     q.add_argument("--output", choices=["label", "long"], default="long")
     q.set_defaults(run=cmd_query)
+
+    s = sub.add_parser("show", help="show what the cache holds for a target: sizes, delegation, verification")
+    s.add_argument("label")
+    s.add_argument("--cache-dir")
+    s.set_defaults(run=cmd_show)
 
     c = sub.add_parser("clean", help="remove out/ (and with --cache, the cache)")
     c.add_argument("--cache", action="store_true", help="also empty the cache")

@@ -47,8 +47,10 @@ class BuildConsole:
         self.progress.advance(self._overall)
         if outcome.status == FAILED:
             self.failure(outcome)
-        elif outcome.status == RAN and self.verbose:
+        elif outcome.status == RAN and (self.verbose or outcome.reasons):
             self.console.print(f"[green]ran[/] {outcome.action.step} {escape(str(outcome.action.label))} ({outcome.seconds:.1f}s)")
+            for reason in outcome.reasons or []:
+                self.console.print(f"    because {escape(reason)}", style="dim")
 
     def failure(self, outcome: Outcome) -> None:
         action = outcome.action

@@ -24,6 +24,8 @@ class EventLog:
             "status": outcome.status,
             "seconds": round(outcome.seconds, 3),
         }
+        if outcome.reasons:
+            record["reasons"] = outcome.reasons
         if outcome.error:
             record["error"] = outcome.error
         self._file.write(json.dumps(record, sort_keys=True) + "\n")

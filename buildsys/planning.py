@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from .digests import FileDigests, digest_json
 from .errors import UserError
@@ -59,11 +59,16 @@ class Action:
 
 @dataclass(frozen=True)
 class Planned:
-    """What a target contributes: an artifact to place in out/, and facts for dependents."""
+    """What a target contributes: an artifact to place in out/, the checks that must pass
+    before it is placed there, and facts for dependents."""
 
     artifact: Output | None = None
     ext: str = ""  # out/<package>/<name><ext>
+    checks: tuple[Output, ...] = ()
     provides: dict = field(default_factory=dict)
+
+    def required_actions(self) -> set[str]:
+        return ({self.artifact.action} if self.artifact else set()) | {c.action for c in self.checks}
 
 
 class PlanContext:
@@ -125,7 +130,7 @@ class Planner:
             spec = importlib.util.find_spec(module.split(".")[0])
             assert spec is not None and spec.submodule_search_locations, module
             root = Path(next(iter(spec.submodule_search_locations))).parent
-            files = python_closure(root, module, set(self.ruleset.rule_roots))
+            files = python_closure(root, module, set(self.ruleset.rule_roots), packages=False)
             self._rule_digests[step] = digest_json(
                 [[p.relative_to(root.resolve()).as_posix(), self.digests.digest(p)] for p in files]
             )
@@ -164,11 +169,16 @@ class Planner:
                 continue
             target = self.targets.targets[label]
             kind = self.ruleset.kinds[target.kind]
-            self.planned[label] = kind.plan(target.decl, PlanContext(self, target))
+            try:
+                self.planned[label] = kind.plan(target.decl, PlanContext(self, target))
+            except ValidationError as err:  # a step config the declaration's options do not fit
+                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"]
+                                     for e in err.errors())
+                raise UserError(f"{target.kind}() '{label.name}': {problems}", target.location) from None
 
     def actions_for(self, labels: list[Label]) -> list[str]:
         """Ids of the actions these targets' artifacts need, in a dependency order."""
-        roots = {self.planned[l].artifact.action for l in labels if self.planned[l].artifact}
+        roots = set().union(*(self.planned[l].required_actions() for l in labels))
         needed = set(roots)
         for r in roots:
             needed |= nx.ancestors(self.graph, r)

@@ -44,8 +44,14 @@ def _imported_names(path: Path, module: str) -> set[str]:
     return names
 
 
-def python_closure(root: Path, module: str, allowed_tops: set[str] | None = None) -> list[Path]:
-    """The files of `module` and of every first-party module it imports, sorted."""
+def python_closure(
+    root: Path, module: str, allowed_tops: set[str] | None = None, packages: bool = True
+) -> list[Path]:
+    """The files of `module` and of every first-party module it imports, sorted.
+
+    packages=False leaves out package `__init__.py` files: for rule code, whose package init is
+    the registry of every rule, so that editing one rule does not change the digest of all.
+    """
     root = root.resolve()
     found: dict[str, Path] = {}
     pending = [module]
@@ -60,7 +66,7 @@ def python_closure(root: Path, module: str, allowed_tops: set[str] | None = None
             if prefix in found:
                 continue
             path = module_file(root, prefix)
-            if path is None:
+            if path is None or (not packages and path.name == "__init__.py"):
                 continue
             found[prefix] = path
             pending.extend(_imported_names(path, prefix))

@@ -40,6 +40,7 @@ class StepKind:
     name: str  # e.g. "export"
     module: str  # e.g. "rules.export"; imported only in workers, hashed for the action key
     packages: tuple[str, ...]  # distributions whose versions enter the action key
+    host_bound: bool = False  # its output is native code for this CPU: the CPU enters the key too
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from typing import Callable
 
 from .action_cache import ActionCache, ActionResult, OutputRecord
 from .cas import CAS, CorruptBlob
+from .explain import material, reasons
 from .digests import digest_json
 from .planning import Action, Planner, Sources
 from .ruleset import RuleSet
@@ -36,6 +37,7 @@ class Outcome:
     error: str | None = None
     log: str | None = None  # the captured output of a failed action, when worth showing
     log_path: Path | None = None  # where the whole log is kept
+    reasons: list[str] | None = None  # with --explain: why it ran
 
 
 @dataclass
@@ -57,6 +59,7 @@ class Scheduler:
         jobs: int,
         keep_going: bool,
         on_event: Callable[[str, Outcome | Action], None],
+        explain: bool = False,
     ):
         self.planner = planner
         self.ruleset = ruleset
@@ -71,6 +74,8 @@ class Scheduler:
         self._staging: dict[str, Path] = {}
         self._started: dict[str, float] = {}
         self._keys: dict[str, str] = {}
+        self.explain = explain
+        self._reasons: dict[str, list[str]] = {}
 
     # Keys -------------------------------------------------------------------------------------
     def input_digest(self, value) -> str:
@@ -87,9 +92,15 @@ class Scheduler:
                 "config": action.config,
                 "inputs": {name: self.input_digest(v) for name, v in action.inputs.items()},
                 "outputs": list(action.outputs),
-                "toolchain": toolchain(step.packages),
+                "toolchain": toolchain(step.packages, step.host_bound),
             }
         )
+
+    def _material(self, action: Action) -> dict:
+        return material(action, self.input_digest, toolchain(self.ruleset.steps[action.step].packages, self.ruleset.steps[action.step].host_bound))
+
+    def _explain_key(self, action: Action) -> str:
+        return f"{action.label}|{action.step}"
 
     # The loop ---------------------------------------------------------------------------------
     def run(self, action_ids: list[str]) -> BuildState:
@@ -143,6 +154,14 @@ class Scheduler:
                 shutil.rmtree(path, ignore_errors=True)
         return self.state
 
+    def lookup(self, action_ids: list[str]) -> BuildState:
+        """Resolve from the cache alone, running nothing: what a build would reuse right now."""
+        graph = self.planner.graph
+        for aid in action_ids:  # dependency order
+            if all(p in self.state.outcomes for p in graph.predecessors(aid)):
+                self._try_cache(aid)
+        return self.state
+
     def _finish(self, outcome: Outcome) -> None:
         self.state.outcomes[outcome.action.id] = outcome
         self.on_event("finished", outcome)
@@ -152,6 +171,9 @@ class Scheduler:
         key = self._keys[aid] = self.key(action)
         hit = self.cache.get(key)
         if hit is None or not all(self.cas.has(o.digest) for o in hit.outputs.values()):
+            if self.explain:
+                before = self.cache.get_note(self._explain_key(action))
+                self._reasons[aid] = reasons(before, self._material(action))
             return False
         self._finish(Outcome(action, CACHED, key, 0.0, hit))
         return True
@@ -231,7 +253,8 @@ class Scheduler:
             )
             # The record goes in last: a crash before this line leaves blobs, never a dangling entry.
             self.cache.put(self._keys[aid], result)
-            self._finish(Outcome(action, RAN, self._keys[aid], seconds, result))
+            self.cache.put_note(self._explain_key(action), self._material(action))
+            self._finish(Outcome(action, RAN, self._keys[aid], seconds, result, reasons=self._reasons.get(aid)))
             return True
         except Exception as exc:  # an engine fault while storing: fail the action, keep the build sane
             self._finish(Outcome(action, FAILED, self._keys.get(aid), seconds, error=f"storing outputs failed: {exc!r}",

@@ -42,6 +42,7 @@ class Workspace:
                 and d not in _SKIP_ANYWHERE
                 and not (rel == "" and d in _SKIP_AT_ROOT)
                 and not os.path.exists(os.path.join(dirpath, d, "pyvenv.cfg"))  # a virtualenv
+                and not os.path.exists(os.path.join(dirpath, d, MARKER))  # a workspace of its own
             )
             if BUILD_FILE in filenames:
                 found.append(rel)

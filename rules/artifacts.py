@@ -1,84 +1,231 @@
-"""Artifact target kinds: each declares a format and its options, and plans its steps."""
+"""Artifact target kinds: each declares a format and its options, and plans its steps.
+
+Every artifact is verified against its eager model by default (`verify = False` opts out):
+the check is an action like any other, cached by the artifact's digest, and the artifact is
+placed in out/ only once it passes.
+"""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from buildsys.planning import Output, PlanContext, Planned
+from pydantic import BeforeValidator
+
+from buildsys.planning import Output, PlanContext, Planned, Sources
 from buildsys.ruleset import Declaration
 
+from .aoti import AotiConfig
+from .coreml_compress import Compression, CoremlCompressConfig
 from .coreml_convert import CoremlConvertConfig
 from .decompose import DecomposeConfig
 from .export import ExportConfig
 from .model import ModelDecl
+from .onnx_export import OnnxExportConfig
 from .partition import PartitionConfig
-from .specs import Backend
+from .quantize import Calibration, QuantizeConfig, Scheme
+from .specs import DELEGATE_IDS, RUNS_ON_LINUX, Backend, Spec
+from .verify import Tolerance, VerifyConfig
+
+# Default tolerances: float programs must match closely; quantized ones are held to what their
+# scheme achieves (TOOLCHAIN.md: int8 35-52 dB, int4 27-30 dB), well above garbage (< 0 dB).
+FLOAT_TOLERANCE = Tolerance(min_snr_db=60.0)
+QUANTIZED_SNR_DB = {
+    "pt2e_int8_static": 20.0, "pt2e_int8_dynamic": 30.0, "torchao_int8_dynact_int8w": 30.0,
+    "torchao_int8_weight_only": 30.0, "torchao_int8_dynact_int4w": 15.0, "torchao_int4_weight_only": 15.0,
+}
+
+
+def _scheme_shorthand(value):
+    return {"scheme": value} if isinstance(value, str) else value
+
+
+class Quantization(Spec):
+    """quantize = "pt2e_int8_dynamic", or quantization(scheme, per_channel, group_size, calibration)."""
+
+    scheme: Scheme
+    per_channel: bool = True
+    group_size: int = 32
+    calibration: Calibration = Calibration()  # package-relative `file` here
+
+
+QuantizeOption = Annotated[Quantization, BeforeValidator(_scheme_shorthand)]
 
 
 class ArtifactDecl(Declaration):
     model: str  # label of a model() target
+    verify: bool = True
+    tolerance: Tolerance | None = None  # None: the default for the format and scheme
 
     def dep_labels(self) -> list[str]:
         return [self.model]
 
 
-def export_output(ctx: PlanContext, model_label: str) -> Output:
-    """The model's export step. Artifacts of one model share it: same config, same action."""
-    target, planned = ctx.dep(model_label)
-    decl = target.decl
-    if not isinstance(decl, ModelDecl):
-        raise ctx.error(f"'model' must name a model() target, but {target.label} is a {target.kind}()")
-    weights = f"{target.label.package}/{decl.weights}".lstrip("/") if decl.weights else None
-    config = ExportConfig(
-        entry=decl.entry, init_seed=decl.init_seed, inputs=decl.inputs, keyword_inputs=decl.keyword_inputs,
-        dynamic_shapes=decl.dynamic_shapes, strict=decl.strict, weights=weights,
+class ModelInputs:
+    """A model target as its steps see it: how to export it, and the files it is made of."""
+
+    def __init__(self, ctx: PlanContext, model_label: str):
+        target, planned = ctx.dep(model_label)
+        if not isinstance(target.decl, ModelDecl):
+            raise ctx.error(f"'model' must name a model() target, but {target.label} is a {target.kind}()")
+        decl: ModelDecl = target.decl
+        weights = f"{target.label.package}/{decl.weights}".lstrip("/") if decl.weights else None
+        self.export = ExportConfig(
+            entry=decl.entry, init_seed=decl.init_seed, inputs=decl.inputs, keyword_inputs=decl.keyword_inputs,
+            dynamic_shapes=decl.dynamic_shapes, strict=decl.strict, weights=weights,
+            draft_report=decl.draft_export_report,
+        )
+        self.files: dict[str, Sources] = {"sources": planned.provides["sources"]}
+        if planned.provides["data"] is not None:
+            self.files["data"] = planned.provides["data"]
+
+
+def export_output(ctx: PlanContext, model: ModelInputs, quantize: Quantization | None = None) -> Output:
+    """The model's program: exported, or quantized and exported. Artifacts of one model with
+    the same settings share the step: same config, same action."""
+    if quantize is None:
+        return ctx.action("export", model.export, dict(model.files), ["program.pt2"]).output("program.pt2")
+    files = dict(model.files)
+    calibration = quantize.calibration
+    if calibration.file is not None:  # package-relative in BUILD.models; hashed as an input
+        files["calibration"] = ctx.files([calibration.file])
+        calibration = calibration.model_copy(update={"file": f"{ctx.label.package}/{calibration.file}".lstrip("/")})
+    config = QuantizeConfig(
+        export=model.export, scheme=quantize.scheme, per_channel=quantize.per_channel,
+        group_size=quantize.group_size, calibration=calibration,
     )
-    inputs = {"sources": planned.provides["sources"]}
-    if planned.provides["data"] is not None:
-        inputs["data"] = planned.provides["data"]
-    return ctx.action("export", config, inputs, ["program.pt2"]).output("program.pt2")
+    return ctx.action("quantize", config, files, ["program.pt2"]).output("program.pt2")
+
+
+def quantized_tolerance(quantize: Quantization | None) -> Tolerance:
+    return FLOAT_TOLERANCE if quantize is None else Tolerance(min_snr_db=QUANTIZED_SNR_DB[quantize.scheme])
 
 
 def decompose_output(ctx: PlanContext, program: Output, config: DecomposeConfig) -> Output:
     return ctx.action("decompose", config, {"program": program}, ["program.pt2"]).output("program.pt2")
 
 
+def verified(
+    ctx: PlanContext, decl: ArtifactDecl, model: ModelInputs, artifact: Output, ext: str, fmt: str,
+    numeric: bool, backends: list[str] = (), default: Tolerance = FLOAT_TOLERANCE, extra: dict | None = None,
+    compressed: bool = False,
+) -> Planned:
+    if not decl.verify:
+        return Planned(artifact=artifact, ext=ext)
+    config = VerifyConfig(
+        model=model.export, format=fmt, numeric=numeric, tolerance=decl.tolerance or default, backends=list(backends),
+        compressed=compressed,
+    )
+    inputs = {"artifact": artifact, **model.files, **(extra or {})}
+    check = ctx.action("verify", config, inputs, ["report.json"])
+    return Planned(artifact=artifact, ext=ext, checks=(check.output("report.json"),))
+
+
 class Pt2Program(ArtifactDecl):
     """A torch.export program, saved with torch.export.save."""
 
     decompose: Literal["none", "core_aten"] | None = None  # None: as exported
-    keep_ops: list[str] = []  # with decompose = "core_aten": ops to preserve
+    keep_ops: list[str] = []  # with decompose = "core_aten": ops to preserve, e.g. "aten.linear.default"
+    quantize: QuantizeOption | None = None
 
 
 def plan_pt2(decl: Pt2Program, ctx: PlanContext) -> Planned:
-    program = export_output(ctx, decl.model)
+    model = ModelInputs(ctx, decl.model)
+    program = export_output(ctx, model, decl.quantize)
     if decl.decompose is not None:
         program = decompose_output(ctx, program, DecomposeConfig(table=decl.decompose, keep=decl.keep_ops))
     elif decl.keep_ops:
-        raise ctx.error("keep_ops needs decompose = \"core_aten\"")
-    return Planned(artifact=program, ext=".pt2")
+        raise ctx.error('keep_ops needs decompose = "core_aten"')
+    return verified(ctx, decl, model, program, ".pt2", "pt2", numeric=True, default=quantized_tolerance(decl.quantize))
 
 
 class ExecutorchProgram(ArtifactDecl):
     """An ExecuTorch .pte: delegated to `backends` in priority order, or portable if none."""
 
     backends: list[Backend] = []
+    quantize: QuantizeOption | None = None
 
 
 def plan_executorch(decl: ExecutorchProgram, ctx: PlanContext) -> Planned:
-    program = export_output(ctx, decl.model)
+    model = ModelInputs(ctx, decl.model)
     names = [b.backend for b in decl.backends]
     if len(set(names)) != len(names):
         raise ctx.error(f"backends lists a backend twice: {names}")
+    scheme = decl.quantize.scheme if decl.quantize else None
+    # Known dead ends, refused before any work: ExecuTorch has no kernels for torchao's ops.
+    if scheme == "torchao_int4_weight_only":
+        raise ctx.error("quantize 'torchao_int4_weight_only' cannot be lowered to ExecuTorch (torchao::dequantize_affine "
+                        "has no ExecuTorch kernel); use 'torchao_int8_dynact_int4w' with backends = [\"xnnpack\"]")
+    if scheme in ("torchao_int8_dynact_int4w", "torchao_int8_dynact_int8w") and "xnnpack" not in names:
+        raise ctx.error(f"quantize '{scheme}' needs backends = [\"xnnpack\"]: its dynamic-activation ops have no "
+                        "portable ExecuTorch kernel")
+    program = export_output(ctx, model, decl.quantize)
     action = ctx.action("partition", PartitionConfig(backends=decl.backends), {"program": program}, ["program.pte"])
-    return Planned(artifact=action.output("program.pte"), ext=".pte")
+    numeric = set(names) <= RUNS_ON_LINUX
+    return verified(
+        ctx, decl, model, action.output("program.pte"), ".pte", "pte", numeric,
+        backends=[DELEGATE_IDS[n] for n in names], default=quantized_tolerance(decl.quantize),
+    )
+
+
+# Output SNR the decompressed weights must keep by default (measured on small models:
+# int8 45-57 dB; k-means 2/4/6/8 bits 9-17 / 20-32 / 33-43 / 46-58 dB).
+COMPRESSED_SNR_DB = {"linear": 30.0, 8: 30.0, 6: 25.0, 4: 15.0, 2: 5.0}
 
 
 class CoremlPackage(ArtifactDecl, CoremlConvertConfig):
-    """A Core ML .mlpackage converted by coremltools from the exported program."""
+    """A Core ML .mlpackage converted by coremltools from the exported program, optionally
+    with compressed weights: compress = linear_quantize() or palettize(nbits = 4)."""
+
+    compress: Compression | None = None
+    weight_threshold: int = CoremlCompressConfig.model_fields["weight_threshold"].default
 
 
 def plan_coreml(decl: CoremlPackage, ctx: PlanContext) -> Planned:
-    program = decompose_output(ctx, export_output(ctx, decl.model), DecomposeConfig(table="none"))
+    model = ModelInputs(ctx, decl.model)
+    program = decompose_output(ctx, export_output(ctx, model), DecomposeConfig(table="none"))
     config = CoremlConvertConfig(**decl.model_dump(include=set(CoremlConvertConfig.model_fields)))
-    action = ctx.action("coreml_convert", config, {"program": program}, ["model.mlpackage"])
-    return Planned(artifact=action.output("model.mlpackage"), ext=".mlpackage")
+    package = ctx.action("coreml_convert", config, {"program": program}, ["model.mlpackage"]).output("model.mlpackage")
+    if decl.compress is None:
+        return verified(ctx, decl, model, package, ".mlpackage", "mlpackage", numeric=False)
+    compress = CoremlCompressConfig(compression=decl.compress, weight_threshold=decl.weight_threshold)
+    compressed = ctx.action("coreml_compress", compress, {"package": package}, ["model.mlpackage"])
+    key = "linear" if decl.compress.scheme == "linear" else decl.compress.nbits
+    return verified(
+        ctx, decl, model, compressed.output("model.mlpackage"), ".mlpackage", "mlpackage", numeric=False,
+        default=Tolerance(min_snr_db=COMPRESSED_SNR_DB[key]), extra={"reference": package}, compressed=True,
+    )
+
+
+class OnnxModel(ArtifactDecl):
+    """An ONNX model, exported from the torch.export program by torch.onnx (dynamo)."""
+
+    opset: int = OnnxExportConfig.model_fields["opset"].default
+    optimize: bool = True
+    strip_metadata: bool = False
+    decompose: Literal["core_aten"] | None = None  # export the decomposed program instead
+
+
+def plan_onnx(decl: OnnxModel, ctx: PlanContext) -> Planned:
+    model = ModelInputs(ctx, decl.model)
+    config = OnnxExportConfig(
+        opset=decl.opset, optimize=decl.optimize, strip_metadata=decl.strip_metadata,
+        dynamic_shapes=model.export.dynamic_shapes,
+    )
+    program = export_output(ctx, model)
+    if decl.decompose:
+        program = decompose_output(ctx, program, DecomposeConfig(table=decl.decompose))
+    action = ctx.action("onnx_export", config, {"program": program}, ["model.onnx"])
+    return verified(ctx, decl, model, action.output("model.onnx"), ".onnx", "onnx", numeric=True)
+
+
+class AotiPackage(ArtifactDecl):
+    """An AOTInductor package: C++ source by default; `compile = True` builds the .so, which is
+    tied to this build host's CPU (-march=native)."""
+
+    compile: bool = False
+
+
+def plan_aoti(decl: AotiPackage, ctx: PlanContext) -> Planned:
+    model = ModelInputs(ctx, decl.model)
+    action = ctx.action("aoti", AotiConfig(compile=decl.compile), {"program": export_output(ctx, model)}, ["model.pt2"])
+    # A source package is built by aoti_load_package on first load (g++), so both kinds run here.
+    return verified(ctx, decl, model, action.output("model.pt2"), ".aoti.pt2", "aoti", numeric=True)

@@ -1,6 +1,8 @@
 """Step `export`: torch.export a model on its example inputs and save the program (.pt2)."""
 from __future__ import annotations
 
+import re
+
 from .specs import DimSpec, Spec, TensorSpec
 
 
@@ -12,6 +14,7 @@ class ExportConfig(Spec):
     dynamic_shapes: dict[str, dict[int, DimSpec]] = {}
     strict: bool = False
     weights: str | None = None  # workspace-relative
+    draft_report: bool = False  # on failure, also run torch.export.draft_export and show its report
 
 
 def dynamic_shapes(cfg: ExportConfig):
@@ -54,7 +57,37 @@ def export_program(ctx, cfg: ExportConfig):
     try:
         return torch.export.export(model, args, kwargs=kwargs, dynamic_shapes=dynamic_shapes(cfg), strict=cfg.strict)
     except Exception as err:  # torch raises many types; all mean "this model did not export"
-        raise StepError(export_failure_message(err, cfg, ctx.workspace)) from err
+        message = export_failure_message(err, cfg, ctx.workspace)
+        if cfg.draft_report:
+            message += "\n\n" + draft_report(model, args, kwargs, cfg, ctx.workspace)
+        raise StepError(message) from err
+
+
+def draft_report(model, args, kwargs, cfg: ExportConfig, workspace) -> str:
+    """torch.export.draft_export's report of every issue it worked around, framework frames cut."""
+    import torch
+
+    try:
+        ep = torch.export.draft_export(model, args, kwargs=kwargs, dynamic_shapes=dynamic_shapes(cfg))
+    except Exception as err:  # draft_export crashes on some graphs plain export handles
+        return f"draft_export report: draft_export itself failed ({type(err).__name__}: {str(err).splitlines()[0]})"
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(ep._report)).replace(str(workspace).rstrip("/") + "/", "")
+    keep = [l for l in text.splitlines() if "site-packages" not in l and not l.startswith("#")]
+    return "draft_export report:\n" + "\n".join(keep).strip()
+
+
+def _dynamo_user_lines(text: str, workspace) -> list[str]:
+    """Strict export (Dynamo) puts the user's frames and its hints in the message text."""
+    root = str(workspace).rstrip("/") + "/"
+    lines, out = text.splitlines(), []
+    for i, line in enumerate(lines):
+        if line.strip().startswith(f'File "{root}'):
+            out.append("  " + line.strip().replace(root, ""))
+            if i + 1 < len(lines):
+                out.append("      " + lines[i + 1].strip())
+        elif line.strip().startswith("Hint:") and "torch.cond" in line:
+            out.append("  " + line.strip())
+    return out
 
 
 def export_failure_message(err: Exception, cfg: ExportConfig, workspace) -> str:
@@ -63,7 +96,8 @@ def export_failure_message(err: Exception, cfg: ExportConfig, workspace) -> str:
     text = str(err).strip()
     first = text.splitlines()[0] if text else type(err).__name__
     frames = user_frames(err, workspace)
-    where = f"\n{frames}" if frames else ""
+    dynamo = [] if frames else _dynamo_user_lines(text, workspace)
+    where = f"\n{frames}" if frames else ("\nIn your code:\n" + "\n".join(dynamo) if dynamo else "")
     hints = []
     if "GuardOnDataDependentSymNode" in type(err).__name__ + text or "data-dependent" in text.lower():
         hints.append("the model branches on tensor values; rewrite the branch with torch.cond")
@@ -71,6 +105,8 @@ def export_failure_message(err: Exception, cfg: ExportConfig, workspace) -> str:
             hints.append("or set strict = True on the model: strict export names the source line")
     if "specialized it to be a constant" in text:
         hints.append("a dynamic dim was specialized: widen its example size or remove it from dynamic_shapes")
+    if not cfg.draft_report:
+        hints.append("set draft_export_report = True on the model to see torch.export.draft_export's report")
     hint = "".join(f"\n  hint: {h}" for h in hints)
     return f"torch.export failed ({type(err).__name__}): {first}{where}{hint}"
 

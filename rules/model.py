@@ -22,6 +22,7 @@ class ModelDecl(Declaration):
     data: list[str] = []  # package-relative files the model reads (hashed into its digest)
     strict: bool = False  # torch.export strict (TorchDynamo) or non-strict tracing
     init_seed: int = 0  # torch.manual_seed before the entry is called: random init is reproducible
+    draft_export_report: bool = False  # when export fails, add torch.export.draft_export's report
 
     @field_validator("entry")
     @classmethod

@@ -30,6 +30,15 @@ def _partitioner(backend):
             compute_precision=getattr(ct.precision, backend.precision.upper()),
         )
         return CoreMLPartitioner(compile_specs=specs)
+    if backend.backend == "mps":
+        from executorch.backends.apple.mps.partition.mps_partitioner import MPSPartitioner
+        from executorch.exir.backend.compile_spec_schema import CompileSpec
+
+        return MPSPartitioner(compile_specs=[CompileSpec("use_fp16", bytes([backend.use_fp16]))])
+    if backend.backend == "vulkan":
+        from executorch.backends.vulkan.partitioner.vulkan_partitioner import VulkanPartitioner
+
+        return VulkanPartitioner()
     raise ValueError(f"no partitioner for backend {backend.backend!r}")
 
 
@@ -52,6 +61,7 @@ def delegation_summary(edge_program) -> dict:
 
 
 def run(ctx) -> dict:
+    import executorch.kernels.quantized  # noqa: F401  out-variants of quantized_decomposed ops (portable lowering)
     import torch
     from executorch.exir import to_edge_transform_and_lower
 

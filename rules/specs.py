@@ -54,8 +54,21 @@ class CoremlBackend(Spec):
 
 
 # "xnnpack" is shorthand for xnnpack(); the shorthand is expanded before the union is chosen.
+class MpsBackend(Spec):
+    backend: Literal["mps"] = "mps"
+    use_fp16: bool = False
+
+
+class VulkanBackend(Spec):
+    backend: Literal["vulkan"] = "vulkan"
+
+
+# The delegate id each backend writes into a .pte, and which of them run on this (Linux) host.
+DELEGATE_IDS = {"xnnpack": "XnnpackBackend", "coreml": "CoreMLBackend", "mps": "MPSBackend", "vulkan": "VulkanBackend"}
+RUNS_ON_LINUX = {"xnnpack"}
+
 Backend = Annotated[
-    Annotated[Union[XnnpackBackend, CoremlBackend], Field(discriminator="backend")],
+    Annotated[Union[XnnpackBackend, CoremlBackend, MpsBackend, VulkanBackend], Field(discriminator="backend")],
     BeforeValidator(_backend_shorthand),
 ]
 
@@ -70,6 +83,27 @@ def dim(name, max, min = 1):
 
 def xnnpack():
     return {"backend": "xnnpack"}
+
+def mps(use_fp16 = False):
+    return {"backend": "mps", "use_fp16": use_fp16}
+
+def vulkan():
+    return {"backend": "vulkan"}
+
+def quantization(scheme, per_channel = True, group_size = 32, calibration = None):
+    q = {"scheme": scheme, "per_channel": per_channel, "group_size": group_size}
+    if calibration != None:
+        q["calibration"] = calibration
+    return q
+
+def calibration(samples = 8, seed = 0, file = None):
+    return {"samples": samples, "seed": seed, "file": file}
+
+def linear_quantize():
+    return {"scheme": "linear"}
+
+def palettize(nbits):
+    return {"scheme": "palettize", "nbits": nbits}
 
 def coreml(compute_units = "all", precision = "float16", minimum_deployment_target = "iOS17"):
     return {"backend": "coreml", "compute_units": compute_units, "precision": precision,

@@ -24,7 +24,7 @@ CASES = {
     "unknown_field": (
         GOOD_MODEL + 'coreml_package(\n    name = "c",\n    model = ":m",\n    quantise = "int8",\n)\n',
         r"BUILD\.models:6\b",
-        r"unexpected field 'quantise'.*allowed fields: compute_precision",
+        r"unexpected field 'quantise'.*allowed fields: compress, compute_precision",
     ),
     "misspelled_field": (
         GOOD_MODEL + 'coreml_package(name = "c", model = ":m", compute_precison = "float32")\n',

@@ -1,0 +1,87 @@
+"""`modelbuild show //pkg:target`: what the cache holds for a target, without building it."""
+from __future__ import annotations
+
+import json
+
+from rich.console import Console, Group
+from rich.markup import escape
+from rich.table import Table
+from rich.tree import Tree
+
+from .build import Stores, load_and_plan
+from .labels import Label
+from .ruleset import RuleSet
+from .scheduler import Scheduler
+from .workspace import Workspace
+
+
+def _metrics_view(metrics: dict):
+    """Tables for the metrics steps report; anything else as compact JSON."""
+    parts = []
+    for key, value in metrics.items():
+        if key == "verification" and isinstance(value, dict):
+            parts.append(_verification_table(value))
+        elif key == "delegation" and isinstance(value, dict):
+            table = Table("ops", "count", title="delegation", title_justify="left", box=None)
+            for backend, n in value.get("delegated", {}).items():
+                table.add_row(f"delegated to {backend}", str(n))
+            for op, n in value.get("portable", {}).items():
+                table.add_row(f"portable: {op}", str(n))
+            parts.append(table)
+        else:
+            parts.append(f"{key}: {escape(json.dumps(value, sort_keys=True))}")
+    return Group(*parts)
+
+
+def _verification_table(report: dict):
+    if not report.get("numeric"):
+        text = f"verification: structural only. {escape(report.get('note', ''))}"
+        weights = report.get("compressed_weights")
+        if weights:
+            text += (f"\ncompressed weights loaded into the torch model: output SNR {weights['snr_db']:.1f} dB, "
+                     f"max abs error {weights['max_abs_error']:.3g}, weakest weight {weights['weight_snr_db_min']} dB, "
+                     f"{weights['compressed_mapped']}/{weights['compressed_consts']} weights mapped")
+        return text
+    table = Table("case", "shapes", "max abs error", "SNR dB", title="verification against eager",
+                  title_justify="left", box=None)
+    for case in report.get("cases", []):
+        shapes = escape(json.dumps(case.get("shapes", {})))
+        if "error" in case:
+            table.add_row(escape(case["case"]), shapes, "failed", escape(case["error"]))
+        else:
+            err = case["max_abs_error"]
+            table.add_row(escape(case["case"]), shapes, "inf" if err is None else f"{err:.3g}", f"{case['snr_db']:.1f}")
+    return table
+
+
+def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores, console: Console) -> int:
+    label = Label.parse(label_text)
+    targets, labels, planner = load_and_plan(workspace, ruleset, [str(label)], stores)
+    target = targets.targets[label]
+    planned = planner.planned[label]
+    ids = planner.actions_for([label])
+    scheduler = Scheduler(planner, ruleset, stores.action_cache, stores.cas, stores.dir, 1, False, lambda *_: None)
+    state = scheduler.lookup(ids)
+    tree = Tree(f"[bold]{escape(str(label))}[/]  {target.kind}()  [dim]{escape(str(target.location))}[/]")
+    if planned.artifact is not None:
+        outcome = state.outcomes.get(planned.artifact.action)
+        path = workspace.root / "out" / label.package / f"{label.name}{planned.ext}"
+        if outcome is not None:
+            record = outcome.result.outputs[planned.artifact.name]
+            tree.add(f"artifact: {escape(workspace.rel(path))}  {record.size:,} bytes  sha256:{record.digest[:16]}")
+        else:
+            tree.add(f"artifact: {escape(workspace.rel(path))}  [yellow]not built with the current inputs[/]")
+    complete = True
+    for aid in ids:
+        action = planner.actions[aid]
+        outcome = state.outcomes.get(aid)
+        if outcome is None:
+            complete = False
+            tree.add(f"[yellow]{action.step}[/]: not in the cache (would run)")
+            continue
+        result = outcome.result
+        node = tree.add(f"[green]{action.step}[/]: cached, ran in {result.seconds:.2f}s  [dim]key {outcome.key[:16]}[/]")
+        if result.metrics:
+            node.add(_metrics_view(result.metrics))
+    console.print(tree)
+    return 0 if complete else 1

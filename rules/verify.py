@@ -1,0 +1,241 @@
+"""Step `verify`: prove an artifact computes what its eager model computes.
+
+Artifacts that run on Linux (.pte on XNNPACK or portable kernels, .pt2, .onnx, compiled
+AOTInductor) are run on the example inputs and at the min and max of every dynamic dim, and
+compared with the eager model (max abs error, SNR in dB). Artifacts that need a device (Core ML,
+MPS and Vulkan delegates, .mlpackage) get a structural check, and the report says so.
+"""
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from .export import ExportConfig
+from .specs import Spec
+
+DEVICE_ONLY = "a numeric check needs the device: this backend does not run on Linux"
+
+
+class Tolerance(Spec):
+    min_snr_db: float | None = None  # outputs must be at least this close (signal over error)
+    max_abs_error: float | None = None
+
+
+class VerifyConfig(Spec):
+    model: ExportConfig
+    format: Literal["pte", "pt2", "onnx", "aoti", "mlpackage"]
+    numeric: bool  # False: the artifact cannot run here; check its structure only
+    tolerance: Tolerance = Tolerance()
+    backends: list[str] = []  # delegate ids a .pte must contain, e.g. "XnnpackBackend"
+    compressed: bool = False  # an .mlpackage with compressed weights: compare them in torch
+
+
+def cases(cfg: ExportConfig) -> list[tuple[str, dict[str, list[int]]]]:
+    """(name, input shapes): the example, then every dynamic dim at its min, then at its max."""
+    example = {n: list(s.shape) for n, s in {**cfg.inputs, **cfg.keyword_inputs}.items()}
+    out = [("example", example)]
+    if cfg.dynamic_shapes:
+        for bound in ("min", "max"):
+            shapes = {n: list(s) for n, s in example.items()}
+            dims = []
+            for name, axes in cfg.dynamic_shapes.items():
+                for axis, dim in axes.items():
+                    shapes[name][axis] = getattr(dim, bound)
+                    dims.append(f"{dim.name}={getattr(dim, bound)}")
+            out.append((f"{bound} ({', '.join(sorted(set(dims)))})", shapes))
+    return out
+
+
+def _inputs(cfg: ExportConfig, shapes: dict[str, list[int]]):
+    from .modelio import make_tensor
+
+    args = tuple(make_tensor(s, shapes[n]) for n, s in cfg.inputs.items())
+    kwargs = {n: make_tensor(s, shapes[n]) for n, s in cfg.keyword_inputs.items()}
+    return args, kwargs
+
+
+def _runner(fmt: str):
+    from . import runners
+
+    return {"pte": runners.run_pte, "pt2": runners.run_pt2, "onnx": runners.run_onnx, "aoti": runners.run_aoti}[fmt]
+
+
+def numeric_check(ctx, cfg: VerifyConfig) -> dict:
+    import torch
+    from torch.utils._pytree import tree_leaves
+
+    from .errors import StepError
+    from .modelio import load_model
+    from .runners import compare
+
+    model = load_model(ctx.workspace, cfg.model.entry, cfg.model.init_seed, cfg.model.weights)
+    run = _runner(cfg.format)
+    results, failures = [], []
+    if cfg.format == "pte":  # a capacity below the declared max is clearer said than run into
+        failures += _planned_shape_problems(ctx.input_path("artifact"), cfg)
+    for name, shapes in cases(cfg.model):
+        args, kwargs = _inputs(cfg.model, shapes)
+        with torch.no_grad():
+            expected = [t.detach() for t in tree_leaves(model(*args, **kwargs))]
+        try:
+            got = run(ctx.input_path("artifact"), args, kwargs)
+        except Exception as err:  # the runtime refusing a declared shape is the finding
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            failures.append(f"{name}: the artifact failed to run: {first}")
+            results.append({"case": name, "shapes": shapes, "error": first})
+            continue
+        try:
+            metrics = compare(expected, got)  # JSON-safe: max_abs_error is None when not finite
+        except ValueError as err:  # output count or shape differs
+            failures.append(f"{name}: {err}")
+            results.append({"case": name, "shapes": shapes, "error": str(err)})
+            continue
+        snr = metrics["snr_db"]
+        err_abs = metrics["max_abs_error"] if metrics["max_abs_error"] is not None else float("inf")
+        results.append({"case": name, "shapes": shapes, **metrics})
+        tol = cfg.tolerance
+        if tol.min_snr_db is not None and snr < tol.min_snr_db:
+            failures.append(f"{name}: SNR {snr:.1f} dB is below the required {tol.min_snr_db:g} dB (max abs error {err_abs:.3g})")
+        if tol.max_abs_error is not None and err_abs > tol.max_abs_error:
+            failures.append(f"{name}: max abs error {err_abs:.3g} exceeds {tol.max_abs_error:g} (SNR {snr:.1f} dB)")
+    report = {"numeric": True, "format": cfg.format, "tolerance": cfg.tolerance.model_dump(), "cases": results}
+    if any(r.get("snr_db", 1.0) < 0 for r in results):
+        hint = "the artifact's outputs are unrelated to the model's (SNR below 0 dB)"
+        if "XnnpackBackend" in cfg.backends:
+            hint += ("; a known cause: torchao weight-only quantized weights (tensor subclasses) lowered to XNNPACK "
+                     "are read as float weights. Quantize with the artifact's `quantize` option instead")
+        failures.append("hint: " + hint)
+    if failures:
+        raise StepError("verification failed against the eager model:\n  " + "\n  ".join(failures))
+    return report
+
+
+def pte_structure(ctx, cfg: VerifyConfig) -> dict:
+    """Without running: the program loads, its signature matches the model, its delegates are there."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+    from executorch.runtime import Runtime
+
+    from .errors import StepError
+
+    path = ctx.input_path("artifact")
+    program = Runtime.get().load_program(str(path))
+    if "forward" not in program.method_names:
+        raise StepError(f"the program has no forward method (it has {sorted(program.method_names)})")
+    problems = _planned_shape_problems(path, cfg)
+    upper = _upper_shapes(cfg.model)
+    pte = deserialize_pte_binary(path.read_bytes())
+    plan = getattr(pte, "program", pte).execution_plan[0]
+    found = sorted({d.id for d in plan.delegates})
+    if cfg.backends and not set(cfg.backends) & set(found):  # in priority order, one may take all
+        problems.append(f"nothing was delegated to {', '.join(cfg.backends)} (delegates: {found or 'none'})")
+    if problems:
+        raise StepError("structural check failed:\n  " + "\n  ".join(problems))
+    return {"numeric": False, "format": "pte", "note": DEVICE_ONLY, "delegates": found, "inputs": upper}
+
+
+def _planned_shape_problems(path, cfg: VerifyConfig) -> list[str]:
+    """The .pte's memory plan fixes each input's largest shape: it must hold the declared max."""
+    from executorch.runtime import Runtime
+
+    meta = Runtime.get().load_program(str(path)).metadata("forward")
+    upper = _upper_shapes(cfg.model)
+    if meta.num_inputs() != len(upper):
+        return [f"forward takes {meta.num_inputs()} inputs, the model declares {len(upper)}"]
+    problems = []
+    for i, (name, shape) in enumerate(upper.items()):
+        planned = list(meta.input_tensor_meta(i).sizes())
+        if planned != shape:
+            problems.append(
+                f"input '{name}' is planned for at most {planned}, but the declared dims need {shape}"
+                + _capacity_hint(cfg.model, name, planned, shape)
+            )
+    return problems
+
+
+def _capacity_hint(cfg: ExportConfig, name: str, planned: list[int], needed: list[int]) -> str:
+    for axis, dim in cfg.dynamic_shapes.get(name, {}).items():
+        if axis < len(planned) and planned[axis] < needed[axis] and planned[axis] == 15:
+            example = cfg.inputs.get(name, cfg.keyword_inputs.get(name)).shape[axis]
+            return (f" (dim '{dim.name}' capped at 15: a known torch hazard when a conv is traced with a "
+                    f"symbolic batch whose example size ({example}) is under 16; use an example size of at least 16)")
+    return ""
+
+
+def _upper_shapes(cfg: ExportConfig) -> dict[str, list[int]]:
+    shapes = {n: list(s.shape) for n, s in {**cfg.inputs, **cfg.keyword_inputs}.items()}
+    for name, axes in cfg.dynamic_shapes.items():
+        for axis, dim in axes.items():
+            shapes[name][axis] = dim.max
+    return shapes
+
+
+def mlpackage_structure(ctx, cfg: VerifyConfig) -> dict:
+    import coremltools as ct
+
+    from .errors import StepError
+
+    spec = ct.models.MLModel(str(ctx.input_path("artifact")), skip_model_load=True).get_spec()
+    declared = {**cfg.model.inputs, **cfg.model.keyword_inputs}
+    inputs = {i.name: i.type.multiArrayType for i in spec.description.input}
+    problems = []
+    if list(inputs) != list(declared):
+        problems.append(f"inputs are {list(inputs)}, the model declares {list(declared)}")
+    for name, tensor in declared.items():
+        if name not in inputs:
+            continue
+        array, dynamic = inputs[name], cfg.model.dynamic_shapes.get(name, {})
+        ranges = list(array.shapeRange.sizeRanges)
+        for axis, size in enumerate(tensor.shape):
+            if axis in dynamic:
+                got = (ranges[axis].lowerBound, ranges[axis].upperBound) if axis < len(ranges) else None
+                if got != (dynamic[axis].min, dynamic[axis].max):
+                    problems.append(f"input '{name}' axis {axis} has range {got}, dim '{dynamic[axis].name}' declares "
+                                    f"({dynamic[axis].min}, {dynamic[axis].max})")
+            elif axis >= len(array.shape) or array.shape[axis] != size:
+                problems.append(f"input '{name}' has shape {list(array.shape)}, the model declares {tensor.shape}")
+                break
+    if problems:
+        raise StepError("structural check failed:\n  " + "\n  ".join(problems))
+    return {"numeric": False, "format": "mlpackage", "note": "a numeric check needs macOS: Core ML cannot predict on Linux",
+            "inputs": list(inputs), "outputs": [o.name for o in spec.description.output]}
+
+
+def compressed_weights_check(ctx, cfg: VerifyConfig) -> dict:
+    """Core ML cannot predict here: load the decompressed weights into the torch model instead."""
+    from .coreml_check import compare_compressed_weights
+    from .errors import StepError
+    from .modelio import load_model
+
+    model = load_model(ctx.workspace, cfg.model.entry, cfg.model.init_seed, cfg.model.weights)
+    args, kwargs = _inputs(cfg.model, {n: list(s.shape) for n, s in {**cfg.model.inputs, **cfg.model.keyword_inputs}.items()})
+    named = {**dict(zip(cfg.model.inputs, args)), **kwargs}
+    found = compare_compressed_weights(ctx.input_path("artifact"), model, named, ctx.input_path("reference"))
+    summary = {k: found[k] for k in ("max_abs_error", "snr_db", "weight_snr_db_min", "mapped", "compressed_consts",
+                                     "compressed_mapped", "unmapped", "complete")}
+    tol, problems = cfg.tolerance, []
+    if not found["complete"]:
+        problems.append(f"compressed weights not mapped to the model: {found['unmapped']}")
+    if tol.min_snr_db is not None and found["snr_db"] < tol.min_snr_db:
+        problems.append(f"with the decompressed weights, SNR {found['snr_db']:.1f} dB is below the required "
+                        f"{tol.min_snr_db:g} dB (max abs error {found['max_abs_error']:.3g})")
+    if tol.max_abs_error is not None and found["max_abs_error"] > tol.max_abs_error:
+        problems.append(f"with the decompressed weights, max abs error {found['max_abs_error']:.3g} exceeds {tol.max_abs_error:g}")
+    if problems:
+        raise StepError("compressed-weight check failed:\n  " + "\n  ".join(problems))
+    return summary
+
+
+def run(ctx) -> dict:
+    cfg = VerifyConfig.model_validate(ctx.config)
+    if cfg.numeric:
+        report = numeric_check(ctx, cfg)
+    elif cfg.format == "pte":
+        report = pte_structure(ctx, cfg)
+    elif cfg.format == "mlpackage":
+        report = mlpackage_structure(ctx, cfg)
+        if cfg.compressed:
+            report["compressed_weights"] = compressed_weights_check(ctx, cfg)
+    else:
+        report = {"numeric": False, "format": cfg.format, "note": "not runnable here; nothing to compare"}
+    ctx.output_path("report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
+    return {"verification": report}
