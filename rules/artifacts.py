@@ -157,6 +157,9 @@ def plan_executorch(decl: ExecutorchProgram, ctx: PlanContext) -> Planned:
     if scheme in ("torchao_int8_dynact_int4w", "torchao_int8_dynact_int8w") and "xnnpack" not in names:
         raise ctx.error(f"quantize '{scheme}' needs backends = [\"xnnpack\"]: its dynamic-activation ops have no "
                         "portable ExecuTorch kernel")
+    if "coreml" in names[1:]:
+        raise ctx.error("coreml() must come first in backends: executorch 1.4.1's Core ML partitioner fails "
+                        "(KeyError 'val') on a graph another backend has already partitioned")
     program = export_output(ctx, model, decl.quantize)
     action = ctx.action("partition", PartitionConfig(backends=decl.backends), {"program": program}, ["program.pte"])
     numeric = set(names) <= RUNS_ON_LINUX

@@ -46,6 +46,7 @@ def run_pte(path: str | Path, args, kwargs=None) -> list:
 
 
 def _load_pte(path: str):
+    import executorch.kernels.quantized  # noqa: F401  quantized_decomposed kernels, as an app links them
     from executorch.runtime import Runtime
 
     program = Runtime.get().load_program(path)

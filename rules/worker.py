@@ -81,8 +81,11 @@ def run_one(request: dict, workspace: Path) -> dict:
 
 def _preload() -> None:
     """Pay the toolchain's import cost once per worker, not once per action."""
+    # Every worker starts from the same state, whatever it runs first: a result must not
+    # depend on which worker ran it (these also register ops and kernels globally).
     import torch  # noqa: F401
     import executorch.exir  # noqa: F401
+    import executorch.kernels.quantized  # noqa: F401
 
 
 def serve(conn, workspace: str) -> None:

@@ -72,6 +72,21 @@ CASES = {
         r"BUILD\.models:6\b",
         r"duplicate target name 'm' \(first declared at BUILD\.models:1\)",
     ),
+    "coreml_not_first": (
+        GOOD_MODEL + 'executorch_program(name = "e", model = ":m", backends = ["xnnpack", coreml()])\n',
+        r"BUILD\.models:6\b",
+        r"coreml\(\) must come first in backends",
+    ),
+    "int4_weight_only_to_executorch": (
+        GOOD_MODEL + 'executorch_program(name = "e", model = ":m", quantize = "torchao_int4_weight_only")\n',
+        r"BUILD\.models:6\b",
+        r"cannot be lowered to ExecuTorch",
+    ),
+    "option_not_for_scheme": (
+        GOOD_MODEL + 'pt2_program(name = "p", model = ":m", quantize = quantization("pt2e_int8_dynamic", group_size = 64))\n',
+        r"BUILD\.models:6\b",
+        r"group_size applies only to schemes",
+    ),
     "unknown_function": (
         'modle(name = "m")\n',
         r"BUILD\.models:1:1",
