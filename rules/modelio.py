@@ -64,7 +64,11 @@ def load_model(workspace: Path, entry: str, init_seed: int, weights: str | None)
     if weights:
         from safetensors.torch import load_file
 
-        missing, unexpected = model.load_state_dict(load_file(str(workspace / weights)), strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(load_file(str(workspace / weights)), strict=False)
+        except RuntimeError as err:  # shape mismatches raise even when strict=False
+            detail = " ".join(str(err).split("\n", 1)[-1].split())
+            raise StepError(f"weights {weights} do not fit {entry}: {detail}") from None
         if missing or unexpected:
             raise StepError(
                 f"weights {weights} do not fit {entry}: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"

@@ -99,6 +99,9 @@ def quantization(scheme, per_channel = True, group_size = 32, calibration = None
 def calibration(samples = 8, seed = 0, file = None):
     return {"samples": samples, "seed": seed, "file": file}
 
+def tolerance(min_snr_db = None, max_abs_error = None):
+    return {"min_snr_db": min_snr_db, "max_abs_error": max_abs_error}
+
 def linear_quantize():
     return {"scheme": "linear"}
 

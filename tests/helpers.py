@@ -24,8 +24,8 @@ def copy_example(dst: Path) -> Path:
 
 
 def run_cli(workspace: Path, *args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ, COLUMNS="200", **(env or {}))
-    full_env.pop("MODELBUILD_CACHE_DIR", None)
+    full_env = {k: v for k, v in os.environ.items() if k != "MODELBUILD_CACHE_DIR"}
+    full_env.update(COLUMNS="200", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "buildsys.cli", *args],
         cwd=workspace, capture_output=True, text=True, timeout=timeout, env=full_env,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from buildsys.action_cache import ActionCache
-from helpers import build, run_cli
+from helpers import REPO, build, run_cli
 
 WORKSPACE = Path(__file__).parent / "workspaces" / "steps"
 EXPECTED_FAILURES = {
@@ -20,6 +20,8 @@ EXPECTED_FAILURES = {
 def steps(tmp_path_factory):
     ws = tmp_path_factory.mktemp("steps")
     shutil.copytree(WORKSPACE, ws, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("layers.py", "transformer.py"):  # the example workspace's Transformer
+        shutil.copy(REPO / "models" / name, ws / "models" / name)
     proc, events = build(ws, extra=("--keep-going",))
     cache = ActionCache(ws / "cache")
     results = {}
@@ -93,6 +95,21 @@ def test_float_artifacts_match_eager_at_example_min_and_max(steps):
     # Dims shared across inputs move together.
     pair = {c["case"]: c["shapes"] for c in verification(results, "//:pair_pt2")["cases"]}
     assert pair["max (batch=16)"] == {"x": [16, 8], "y": [16, 8]}
+
+
+def test_decomposition_tables(steps):
+    import torch
+
+    ws, _, _, _ = steps
+
+    def ops(name):
+        ep = torch.export.load(out(ws, name, ".pt2"))
+        return {str(n.target) for n in ep.graph.nodes if n.op == "call_function"}
+
+    assert "aten.linear.default" in ops("mlp_high_level")  # {}: high-level ops kept
+    assert "aten.linear.default" not in ops("mlp_core_aten")  # core ATen: linear -> addmm
+    assert "aten.addmm.default" in ops("mlp_core_aten")
+    assert "aten.linear.default" in ops("mlp_keep_linear")  # core ATen, but linear kept
 
 
 def test_quantized_programs_are_smaller_and_close_enough(steps):
