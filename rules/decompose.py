@@ -43,6 +43,9 @@ def run(ctx) -> dict:
     import torch
 
     cfg = DecomposeConfig.model_validate(ctx.config)
+    from .export import normalize
+
     ep = decompose(torch.export.load(ctx.input_path("program")), cfg)
+    normalize(ep, ctx.workspace)
     torch.export.save(ep, str(ctx.output_path("program.pt2")))
     return {"nodes": sum(1 for n in ep.graph.nodes if n.op == "call_function")}

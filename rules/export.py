@@ -33,14 +33,17 @@ def dynamic_shapes(cfg: ExportConfig):
     }
 
 
-def _relative_stack_traces(ep, workspace: str) -> None:
-    """Saved programs carry source paths in node metadata: make them workspace-relative."""
+def normalize(ep, workspace) -> None:
+    """Make a program's bytes depend on the model alone, not on where or in which process it
+    was built: stack-trace paths become workspace-relative, and `from_node` provenance (which
+    records id()s of graphs and builtins) is dropped."""
     import torch.fx
 
-    prefix = workspace.rstrip("/") + "/"
+    prefix = str(workspace).rstrip("/") + "/"
     for gm in ep.graph_module.modules():
         if isinstance(gm, torch.fx.GraphModule):
             for node in gm.graph.nodes:
+                node.meta.pop("from_node", None)
                 if node.meta.get("stack_trace"):
                     node.meta["stack_trace"] = node.meta["stack_trace"].replace(prefix, "")
 
@@ -116,7 +119,7 @@ def run(ctx) -> dict:
 
     cfg = ExportConfig.model_validate(ctx.config)
     ep = export_program(ctx, cfg)
-    _relative_stack_traces(ep, str(ctx.workspace))
+    normalize(ep, ctx.workspace)
     path = ctx.output_path("program.pt2")
     torch.export.save(ep, str(path))
     return {"nodes": sum(1 for n in ep.graph.nodes if n.op == "call_function")}

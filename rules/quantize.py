@@ -300,22 +300,11 @@ def graph_summary(ep) -> dict:
     return {"qdq_ops": dict(sorted(qdq.items())), "dequantized_weight_ops": fed}
 
 
-def _drop_provenance(ep) -> None:
-    """convert_pt2e's passes record `from_node` provenance keyed by id(graph): drop it, so the
-    saved program is byte-identical across processes (and an unchanged result stops a rebuild)."""
-    import torch.fx
-
-    for gm in ep.graph_module.modules():
-        if isinstance(gm, torch.fx.GraphModule):
-            for node in gm.graph.nodes:
-                node.meta.pop("from_node", None)
-
-
 def run(ctx) -> dict:
     import torch
 
     from .errors import StepError
-    from .export import _relative_stack_traces
+    from .export import normalize
     from .modelio import check_signature, example_inputs, load_model
 
     cfg = QuantizeConfig.model_validate(ctx.config)
@@ -343,8 +332,7 @@ def run(ctx) -> dict:
         hint = f"; skipped for group_size {cfg.group_size}: {', '.join(skipped)}" if skipped else ""
         raise StepError(f"scheme '{cfg.scheme}' quantized nothing in {ex.entry} ({what}{hint})")
 
-    _relative_stack_traces(ep, str(ctx.workspace))
-    _drop_provenance(ep)
+    normalize(ep, ctx.workspace)
     torch.export.save(ep, str(ctx.output_path("program.pt2")))
     metrics = {
         "scheme": cfg.scheme,
