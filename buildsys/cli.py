@@ -52,6 +52,8 @@ def cmd_query(args, console: Console) -> int:
     from .target_graph import TargetGraph
 
     workspace = Workspace.find()
+    if args.actions:
+        return query_actions(args, workspace, console)
     graph = TargetGraph(workspace, _ruleset())
     labels = graph.expand(args.patterns)
     if args.deps:
@@ -75,6 +77,29 @@ def cmd_show(args, console: Console) -> int:
         return show(workspace, _ruleset(), args.label, stores, console)
     finally:
         stores.close()
+
+
+def query_actions(args, workspace: Workspace, console: Console) -> int:
+    """The action graph the patterns need (like `bazel aquery`): steps, ids, inputs, owners."""
+    from .build import Stores, load_and_plan
+    from .planning import Sources
+
+    stores = Stores(_cache_dir(args, workspace))
+    try:
+        _, labels, planner = load_and_plan(workspace, _ruleset(), args.patterns, stores)
+        for aid in planner.actions_for(labels):
+            action = planner.actions[aid]
+            inputs = ", ".join(
+                f"{name}={len(v.files)} files" if isinstance(v, Sources)
+                else f"{name}={planner.actions[v.action].step}:{v.action[:12]}"
+                for name, v in action.inputs.items()
+            )
+            owners = " ".join(sorted(str(o) for o in action.owners))
+            console.print(f"{action.step:<15} {aid[:12]}  {escape(inputs)}  [dim]{escape(owners)}[/]",
+                          highlight=False, soft_wrap=True)
+    finally:
+        stores.close()
+    return 0
 
 
 def cmd_clean(args, console: Console) -> int:
@@ -111,6 +136,8 @@ def parser() -> argparse.ArgumentParser:
     q.add_argument("patterns", nargs="+")
     q.add_argument("--deps", action="store_true", help="include the transitive dependencies")
     q.add_argument("--output", choices=["label", "long"], default="long")
+    q.add_argument("--actions", action="store_true", help="list the action graph instead (like bazel aquery)")
+    q.add_argument("--cache-dir")
     q.set_defaults(run=cmd_query)
 
     s = sub.add_parser("show", help="show what the cache holds for a target: sizes, delegation, verification")

@@ -137,3 +137,6 @@ def test_query_lists_targets_and_deps_without_toolchain(example):
     ]
     proc = run_cli(ws, "query", "//:transformer_pt2", "--deps", "--output", "label")
     assert proc.stdout.split() == ["//:transformer", "//:transformer_pt2"]
+    proc = run_cli(ws, "query", "--actions", "//:transformer_xnnpack", "//:transformer_mlpackage")
+    steps = [line.split()[0] for line in proc.stdout.splitlines()]
+    assert sorted(steps) == ["coreml_convert", "decompose", "export", "partition", "verify", "verify"], proc.stdout
