@@ -1,17 +1,18 @@
-"""Why an action ran (ninja's `-d explain`): its key's inputs now, against the last ones built."""
+"""Action keys: what they are the digest of, and why one changed (ninja's `-d explain`)."""
 from __future__ import annotations
 
 from .planning import Sources
 
 
-def material(action, input_digest, toolchain: dict) -> dict:
-    """What an action key is a digest of. Sources are listed file by file, to name the file."""
+def material(action, input_digest, toolchain: dict, by_file: bool = False) -> dict:
+    """What an action key is the digest of. by_file lists sources file by file (for --explain,
+    to name the file that changed) instead of by their digest."""
     return {
         "step": action.step,
         "rule": action.rule_digest,
         "config": action.config,
         "inputs": {
-            name: [list(f) for f in v.files] if isinstance(v, Sources) else input_digest(v)
+            name: [list(f) for f in v.files] if by_file and isinstance(v, Sources) else input_digest(v)
             for name, v in action.inputs.items()
         },
         "outputs": list(action.outputs),

@@ -83,21 +83,13 @@ class Scheduler:
             return value.digest()
         return self.state.outcomes[value.action].result.outputs[value.name].digest
 
-    def key(self, action: Action) -> str:
+    def _material(self, action: Action, by_file: bool = False) -> dict:
         step = self.ruleset.steps[action.step]
-        return digest_json(
-            {
-                "step": action.step,
-                "rule": action.rule_digest,
-                "config": action.config,
-                "inputs": {name: self.input_digest(v) for name, v in action.inputs.items()},
-                "outputs": list(action.outputs),
-                "toolchain": toolchain(step.packages, step.host_bound),
-            }
-        )
+        return material(action, self.input_digest, toolchain(step.packages, step.host_bound), by_file)
 
-    def _material(self, action: Action) -> dict:
-        return material(action, self.input_digest, toolchain(self.ruleset.steps[action.step].packages, self.ruleset.steps[action.step].host_bound))
+    def key(self, action: Action) -> str:
+        """SHA-256 of canonical JSON over step, rule digest, config, input digests, toolchain."""
+        return digest_json(self._material(action))
 
     def _explain_key(self, action: Action) -> str:
         return f"{action.label}|{action.step}"
@@ -173,7 +165,7 @@ class Scheduler:
         if hit is None or not all(self.cas.has(o.digest) for o in hit.outputs.values()):
             if self.explain:
                 before = self.cache.get_note(self._explain_key(action))
-                self._reasons[aid] = reasons(before, self._material(action))
+                self._reasons[aid] = reasons(before, self._material(action, by_file=True))
             return False
         self._finish(Outcome(action, CACHED, key, 0.0, hit))
         return True
@@ -253,7 +245,7 @@ class Scheduler:
             )
             # The record goes in last: a crash before this line leaves blobs, never a dangling entry.
             self.cache.put(self._keys[aid], result)
-            self.cache.put_note(self._explain_key(action), self._material(action))
+            self.cache.put_note(self._explain_key(action), self._material(action, by_file=True))
             self._finish(Outcome(action, RAN, self._keys[aid], seconds, result, reasons=self._reasons.get(aid)))
             return True
         except Exception as exc:  # an engine fault while storing: fail the action, keep the build sane
