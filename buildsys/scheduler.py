@@ -135,6 +135,8 @@ class Scheduler:
                 busy = self.pool.busy()
                 if not busy:
                     continue
+                if not stopping:  # downstream work is coming: have its workers importing already
+                    self.pool.warm(min(len(waiting), self.jobs) - len(busy))
                 ready = wait([w.conn for w in busy])
                 for worker in busy:
                     if worker.conn in ready:

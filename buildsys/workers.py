@@ -50,12 +50,13 @@ class Worker:
             code = self.process.wait()
             raise WorkerDied(f"worker process {self.pid} died (exit status {code})") from None
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 5.0) -> None:
+        """Close the connection (the worker exits when it reads EOF); kill it after `grace` s."""
         try:
             self.conn.close()
         finally:
             try:
-                self.process.wait(timeout=5)
+                self.process.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
@@ -81,6 +82,16 @@ class WorkerPool:
             self.workers[index] = worker
         return worker
 
+    def warm(self, wanted: int) -> None:
+        """Start up to `wanted` more workers now, so their toolchain import overlaps the running
+        action instead of delaying the actions that become ready after it."""
+        for index, worker in enumerate(self.workers):
+            if wanted <= 0:
+                return
+            if worker is None:
+                self.get(index)
+                wanted -= 1
+
     def busy(self) -> list[Worker]:
         return [w for w in self.workers if w is not None and w.busy is not None]
 
@@ -92,9 +103,11 @@ class WorkerPool:
             self.workers[worker.index] = None
 
     def shutdown(self) -> None:
+        # Idle workers hold nothing worth waiting for (one may still be importing the toolchain
+        # after warm()); busy ones only exist when the build is interrupted.
         for worker in self.workers:
             if worker is not None:
                 if worker.busy is not None:
                     worker.process.kill()
-                worker.stop()
+                worker.stop(grace=0.5)
         self.workers = [None] * self.size
