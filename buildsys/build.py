@@ -14,7 +14,7 @@ from .labels import Label
 from .outputs import OutTree
 from .planning import Action, Planner
 from .ruleset import RuleSet
-from .scheduler import CACHED, FAILED, RAN, SKIPPED, BuildState, Outcome, Scheduler
+from .scheduler import CACHED, FAILED, RAN, BuildState, Outcome, Scheduler
 from .target_graph import TargetGraph
 from .workspace import Workspace
 

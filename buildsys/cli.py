@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.markup import escape
 
 from .errors import UserError
-from .labels import Label
 from .workspace import Workspace
 
 CACHE_ENV = "MODELBUILD_CACHE_DIR"

@@ -18,7 +18,7 @@ from .digests import FileDigests, digest_json
 from .errors import UserError
 from .labels import Label
 from .pysources import module_file, python_closure
-from .ruleset import Declaration, RuleSet
+from .ruleset import RuleSet
 from .target_graph import Target, TargetGraph
 
 

@@ -119,6 +119,13 @@ def run(ctx) -> dict:
     original = weight_consts(original_prog)
     by_canonical = {canonical_name(n): v for n, v in original.items()}
     values, names = decompressed_weights(out)
+    if not names:  # as quantize does: a compression that changes nothing is a declaration mistake
+        sizes = sorted((int(v.size) for v in original.values() if v.ndim >= 2), reverse=True)
+        largest = f"the largest has {sizes[0]} elements" if sizes else "it has no weight of rank 2 or more"
+        raise StepError(
+            f"{ctx.label}: compression changed nothing: no weight has more than weight_threshold = "
+            f"{cfg.weight_threshold} elements ({largest}); lower weight_threshold or drop compress"
+        )
     snrs = [snr_db(by_canonical[canonical_name(n)], values[n]) for n in names if canonical_name(n) in by_canonical]
     before, after = _weight_bytes(src), _weight_bytes(out)
     done = {canonical_name(n) for n in names}

@@ -209,9 +209,9 @@ def test_weight_threshold_is_configurable(packages, tmp_path):
     # coremltools' own default (2048) compresses only tensors of more than 2048 elements.
     metrics = run_step(package, tmp_path / "a", {"compression": {"scheme": "linear"}, "weight_threshold": 2048})
     assert metrics["compressed_consts"] == 1 and metrics["uncompressed_weight_consts"] == 2, metrics
-    metrics = run_step(package, tmp_path / "b", {"compression": {"scheme": "linear"}, "weight_threshold": 10_000})
-    assert metrics["compressed_consts"] == 0, metrics
-    assert metrics["weight_bin_bytes_after"] == metrics["weight_bin_bytes_before"], metrics
+    # A threshold above every weight compresses nothing: an error that names the largest weight.
+    with pytest.raises(StepError, match="compression changed nothing.*largest has 4096 elements"):
+        run_step(package, tmp_path / "b", {"compression": {"scheme": "linear"}, "weight_threshold": 10_000})
 
 
 def test_same_input_gives_identical_weights_and_no_temp_packages_are_left(packages, tmp_path, monkeypatch):
