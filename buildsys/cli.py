@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
@@ -151,7 +152,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM (a CI timeout, `kill`) stops the build as Ctrl-C does
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _stop)
     args = parser().parse_args(argv)
     console = Console(stderr=False, highlight=False)
     errors = Console(stderr=True, highlight=False)

@@ -111,3 +111,26 @@ def test_model_error_shows_user_frames_and_keep_going_builds_the_rest(tmp_path: 
     proc, events = build(ws, "//...")
     assert proc.returncode == 0, proc.stdout
     assert {label for _, label in by_status(events, "ran")} == {"//:broken_portable"}
+
+
+def test_terminated_build_stops_its_workers_and_cleans_up(tmp_path: Path):
+    ws = copy_example(tmp_path)
+    (ws / "models" / "vision" / "BUILD.models").unlink()
+    (ws / "BUILD.models").write_text(BUILD.split("model(name = \"broken\"")[0])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "buildsys.cli", "build", "//...", "--build-events", str(ws / "t.jsonl")],
+        cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((ws / "cache" / "tmp").glob("*/log.txt")):
+        time.sleep(0.02)
+    workers = children(proc.pid)
+    assert workers
+    proc.send_signal(signal.SIGTERM)  # what a CI timeout sends
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in err, out + err
+    time.sleep(0.5)
+    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "workers outlived the build"
+    assert not list((ws / "cache" / "tmp").glob("*")), "staging directories left behind"
+    proc2, _ = build(ws, "//...", events="after.jsonl")
+    assert proc2.returncode == 0, proc2.stdout + proc2.stderr
