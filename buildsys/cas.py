@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from . import scratch
 from .digests import canonical_json, digest_bytes, digest_file
 
 
@@ -25,6 +26,7 @@ class CAS:
     def __init__(self, root: Path):
         self.root = root / "cas"
         self.root.mkdir(parents=True, exist_ok=True)
+        scratch.sweep(self.root)  # half-written blobs of a build that was killed
 
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest[2:]
@@ -42,7 +44,7 @@ class CAS:
         os.replace(tmp, dest)
 
     def _tmp(self) -> Path:
-        fd, name = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
+        fd, name = tempfile.mkstemp(dir=self.root, prefix=scratch.prefix())
         os.close(fd)
         return Path(name)
 
@@ -117,7 +119,7 @@ class CAS:
     def materialize(self, digest: str, is_tree: bool, dest: Path) -> None:
         """Atomically place the blob or tree at dest, replacing what was there."""
         dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
+        staging = Path(tempfile.mkdtemp(dir=dest.parent, prefix=scratch.prefix(dest.name + "-")))
         try:
             built = staging / dest.name
             if is_tree:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .action_cache import OutputRecord
+from . import scratch
 from .cas import CAS
 from .digests import FileDigests
 from .labels import Label
@@ -14,6 +15,7 @@ class OutTree:
         self.root = root
         self.cas = cas
         self.digests = digests
+        self._swept: set[Path] = set()
 
     def path(self, label: Label, ext: str) -> Path:
         path = (self.root / label.package / f"{label.name}{ext}").resolve()
@@ -29,6 +31,9 @@ class OutTree:
     def place(self, label: Label, ext: str, record: OutputRecord) -> tuple[Path, bool]:
         """Materialize the artifact unless out/ already holds exactly it. Returns (path, written)."""
         path = self.path(label, ext)
+        if path.parent not in self._swept:  # what a killed build was writing here
+            scratch.sweep(path.parent)
+            self._swept.add(path.parent)
         if self.current_digest(path, record.is_tree) == record.digest:
             return path, False
         self.cas.materialize(record.digest, record.is_tree, path)

@@ -8,6 +8,7 @@ scheduler, from the *content* digests of the inputs: an unchanged output stops a
 from __future__ import annotations
 
 import importlib.util
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -121,7 +122,8 @@ class Planner:
 
     def sources(self, paths: list[Path]) -> Sources:
         root = self.workspace_root
-        return Sources(tuple(sorted((p.resolve().relative_to(root).as_posix(), self.digests.digest(p)) for p in paths)))
+        # Paths as the workspace names them (a symlink may point outside it; its target is hashed).
+        return Sources(tuple(sorted((Path(os.path.relpath(p, root)).as_posix(), self.digests.digest(p)) for p in paths)))
 
     def rule_digest(self, step: str) -> str:
         """Digest of the step module's source and the rule code it imports."""

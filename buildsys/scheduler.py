@@ -17,6 +17,7 @@ from typing import Callable
 
 from .action_cache import ActionCache, ActionResult, OutputRecord
 from .cas import CAS, CorruptBlob
+from . import scratch
 from .explain import material, reasons
 from .digests import digest_json
 from .planning import Action, Planner, Sources
@@ -69,6 +70,7 @@ class Scheduler:
         self.jobs = max(1, jobs)
         self.keep_going = keep_going
         self.on_event = on_event  # ("started" | "finished", ...) for progress, events and outputs
+        scratch.sweep(self.tmp_root)  # staging of a build that was killed
         self.pool = WorkerPool(self.jobs, ruleset.worker, planner.workspace_root, cache_dir / "logs")
         self.state = BuildState()
         self._staging: dict[str, Path] = {}
@@ -188,7 +190,7 @@ class Scheduler:
     def _dispatch(self, aid: str, index: int) -> None:
         action = self.planner.actions[aid]
         self.tmp_root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=self.tmp_root, prefix=aid[:12] + "-"))
+        staging = Path(tempfile.mkdtemp(dir=self.tmp_root, prefix=scratch.prefix(aid[:12] + "-")))
         (staging / "out").mkdir()
         self._staging[aid] = staging
         request = {

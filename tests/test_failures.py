@@ -134,3 +134,25 @@ def test_terminated_build_stops_its_workers_and_cleans_up(tmp_path: Path):
     assert not list((ws / "cache" / "tmp").glob("*")), "staging directories left behind"
     proc2, _ = build(ws, "//...", events="after.jsonl")
     assert proc2.returncode == 0, proc2.stdout + proc2.stderr
+
+
+def test_a_killed_engine_leaves_scratch_that_the_next_build_sweeps(tmp_path: Path):
+    ws = copy_example(tmp_path)
+    (ws / "models" / "vision" / "BUILD.models").unlink()
+    (ws / "BUILD.models").write_text(BUILD.split("model(name = \"broken\"")[0])
+    proc = subprocess.Popen([sys.executable, "-m", "buildsys.cli", "build", "//..."], cwd=ws,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list((ws / "cache" / "tmp").glob("*/log.txt")):
+        time.sleep(0.02)
+    workers = children(proc.pid)
+    proc.kill()  # no cleanup can run in the engine
+    proc.wait()
+    assert list((ws / "cache" / "tmp").iterdir()), "expected the killed build's staging to remain"
+    deadline = time.time() + 60  # orphaned workers exit once they read EOF from the engine
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.1)
+    proc2, _ = build(ws, "//...", events="after.jsonl")
+    assert proc2.returncode == 0, proc2.stdout + proc2.stderr
+    assert list((ws / "cache" / "tmp").iterdir()) == []
+    assert not [p for p in (ws / "cache" / "cas").iterdir() if p.name.startswith(".tmp-")]
