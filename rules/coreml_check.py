@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import re
 
-SNR_CAP_DB = 200.0
+from .runners import SNR_CAP_DB
+
 _FIT_DB = 3.0  # a wrong tensor of the same shape fits at about 0 dB; 2-bit k-means at about 9
 # A per-channel scale must beat the plain fit by this much to be used. Fitting a scale to an
 # unscaled weight gains at most ~0.6 dB (k-means at 2 bits); a folded batch norm gains 2 dB at
@@ -37,18 +38,16 @@ _SUFFIX = re.compile(r"_(to_fp16|to_fp32|palettized_pcs|palettized|quantized|spa
 
 
 def snr_db(reference, actual) -> float:
-    """10 log10(signal / error) over all elements, capped at SNR_CAP_DB (an exact match)."""
+    """runners.snr_db on arrays, flattened: one SNR definition (and cap) for every check."""
     import numpy as np
+    import torch
 
-    ref = np.asarray(reference, dtype=np.float64).ravel()
-    err = ref - np.asarray(actual, dtype=np.float64).ravel()
-    noise = float(np.dot(err, err))
-    signal = float(np.dot(ref, ref))
-    if noise == 0.0:
-        return SNR_CAP_DB
-    if signal == 0.0:
-        return -SNR_CAP_DB
-    return float(min(SNR_CAP_DB, max(-SNR_CAP_DB, 10.0 * np.log10(signal / noise))))
+    from .runners import snr_db as tensor_snr_db
+
+    def flat(a):
+        return torch.from_numpy(np.array(a, dtype=np.float64).ravel())
+
+    return tensor_snr_db(flat(reference), flat(actual))
 
 
 def canonical_name(name: str) -> str:
