@@ -49,19 +49,29 @@ def children(pid: int) -> list[int]:
     return kids
 
 
-def test_worker_killed_mid_action_leaves_no_trace_and_next_build_completes(tmp_path: Path):
+def sincos_workspace(tmp_path: Path, with_broken: bool = False) -> Path:
     ws = copy_example(tmp_path)
     (ws / "models" / "vision" / "BUILD.models").unlink()
-    (ws / "BUILD.models").write_text(BUILD.split("model(name = \"broken\"")[0])
-    events_path = ws / "killed.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "buildsys.cli", "build", "//...", "-j", "1", "--build-events", str(events_path)],
-        cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    # Wait until a worker has opened an action's log: it is inside run() now. Then kill it.
+    (ws / "BUILD.models").write_text(BUILD if with_broken else BUILD.split('model(name = "broken"')[0])
+    if with_broken:
+        (ws / "models" / "broken.py").write_text(BROKEN)
+    return ws
+
+
+def start_build(ws: Path, *args: str) -> subprocess.Popen:
+    """A build in the background, returned once a worker is inside an action (its log is open)."""
+    proc = subprocess.Popen([sys.executable, "-m", "buildsys.cli", "build", "//...", *args], cwd=ws,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list((ws / "cache" / "tmp").glob("*/log.txt")):
         time.sleep(0.02)
+    return proc
+
+
+def test_worker_killed_mid_action_leaves_no_trace_and_next_build_completes(tmp_path: Path):
+    ws = sincos_workspace(tmp_path)
+    events_path = ws / "killed.jsonl"
+    proc = start_build(ws, "-j", "1", "--build-events", str(events_path))
     workers = children(proc.pid)
     assert workers, "no worker process found"
     for pid in workers:
@@ -88,10 +98,7 @@ def test_worker_killed_mid_action_leaves_no_trace_and_next_build_completes(tmp_p
 
 
 def test_model_error_shows_user_frames_and_keep_going_builds_the_rest(tmp_path: Path):
-    ws = copy_example(tmp_path)
-    (ws / "models" / "vision" / "BUILD.models").unlink()
-    (ws / "BUILD.models").write_text(BUILD)
-    (ws / "models" / "broken.py").write_text(BROKEN)
+    ws = sincos_workspace(tmp_path, with_broken=True)
 
     proc, events = build(ws, "//...", extra=("--keep-going", "-j", "1"))
     assert proc.returncode == 1
@@ -114,16 +121,8 @@ def test_model_error_shows_user_frames_and_keep_going_builds_the_rest(tmp_path: 
 
 
 def test_terminated_build_stops_its_workers_and_cleans_up(tmp_path: Path):
-    ws = copy_example(tmp_path)
-    (ws / "models" / "vision" / "BUILD.models").unlink()
-    (ws / "BUILD.models").write_text(BUILD.split("model(name = \"broken\"")[0])
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "buildsys.cli", "build", "//...", "--build-events", str(ws / "t.jsonl")],
-        cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((ws / "cache" / "tmp").glob("*/log.txt")):
-        time.sleep(0.02)
+    ws = sincos_workspace(tmp_path)
+    proc = start_build(ws)
     workers = children(proc.pid)
     assert workers
     proc.send_signal(signal.SIGTERM)  # what a CI timeout sends
@@ -137,14 +136,8 @@ def test_terminated_build_stops_its_workers_and_cleans_up(tmp_path: Path):
 
 
 def test_a_killed_engine_leaves_scratch_that_the_next_build_sweeps(tmp_path: Path):
-    ws = copy_example(tmp_path)
-    (ws / "models" / "vision" / "BUILD.models").unlink()
-    (ws / "BUILD.models").write_text(BUILD.split("model(name = \"broken\"")[0])
-    proc = subprocess.Popen([sys.executable, "-m", "buildsys.cli", "build", "//..."], cwd=ws,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and not list((ws / "cache" / "tmp").glob("*/log.txt")):
-        time.sleep(0.02)
+    ws = sincos_workspace(tmp_path)
+    proc = start_build(ws)
     workers = children(proc.pid)
     proc.kill()  # no cleanup can run in the engine
     proc.wait()
