@@ -160,7 +160,19 @@ class Scheduler:
 
     def _finish(self, outcome: Outcome) -> None:
         self.state.outcomes[outcome.action.id] = outcome
+        if outcome.status == FAILED and outcome.key:
+            # Not a cached result (a failure is retried every build): what `show` says of it.
+            self.cache.put_note(f"failed|{outcome.action.id}", {
+                "key": outcome.key, "error": outcome.error,
+                "log": str(outcome.log_path) if outcome.log_path else None,
+            })
         self.on_event("finished", outcome)
+
+    def last_failure(self, aid: str) -> dict | None:
+        """The last failure of this action with the key it has now, if it failed that way."""
+        note = self.cache.get_note(f"failed|{aid}")
+        key = self._keys.get(aid)
+        return note if note and key and note["key"] == key else None
 
     def _try_cache(self, aid: str) -> bool:
         action = self.planner.actions[aid]

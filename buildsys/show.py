@@ -68,7 +68,8 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
         path = workspace.root / "out" / label.package / f"{label.name}{planned.ext}"
         if outcome is not None:
             record = outcome.result.outputs[planned.artifact.name]
-            tree.add(f"artifact: {escape(workspace.rel(path))}  {record.size:,} bytes  sha256:{record.digest[:16]}")
+            placed = "" if path.exists() else "  [yellow](not in out/: its checks have not passed)[/]"
+            tree.add(f"artifact: {escape(workspace.rel(path))}  {record.size:,} bytes  sha256:{record.digest[:16]}{placed}")
         else:
             tree.add(f"artifact: {escape(workspace.rel(path))}  [yellow]not built with the current inputs[/]")
     complete = True
@@ -77,7 +78,12 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
         outcome = state.outcomes.get(aid)
         if outcome is None:
             complete = False
-            tree.add(f"[yellow]{action.step}[/]: not in the cache (would run)")
+            failure = scheduler.last_failure(aid)
+            if failure is not None:
+                node = tree.add(f"[red]{action.step}[/]: failed the last time it ran with these inputs")
+                node.add(escape(failure["error"] or "") + (f"\n[dim]log: {escape(failure['log'])}[/]" if failure["log"] else ""))
+            else:
+                tree.add(f"[yellow]{action.step}[/]: not in the cache (would run)")
             continue
         result = outcome.result
         node = tree.add(f"[green]{action.step}[/]: cached, ran in {result.seconds:.2f}s  [dim]key {outcome.key[:16]}[/]")
