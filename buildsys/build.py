@@ -83,15 +83,19 @@ def build(
         summary = BuildSummary(labels, BuildState())
         # A target's artifact goes to out/ once it and all its checks have succeeded.
         waiting_on = {l: planner.planned[l].required_actions() for l in labels if planner.planned[l].artifact}
+        needed_by: dict[str, list[Label]] = {}
+        for label, actions in waiting_on.items():
+            for aid in actions:
+                needed_by.setdefault(aid, []).append(label)
 
         def on_event(kind: str, item) -> None:
             if kind == "finished":
                 outcome: Outcome = item
                 events.action(outcome)
                 if outcome.status in (RAN, CACHED):
-                    for label, pending in waiting_on.items():
-                        pending.discard(outcome.action.id)
-                        if not pending and label not in summary.placed:
+                    for label in needed_by.get(outcome.action.id, []):
+                        waiting_on[label].discard(outcome.action.id)
+                        if not waiting_on[label] and label not in summary.placed:
                             place(label)
             on_progress(kind, item)
 

@@ -106,19 +106,20 @@ class Scheduler:
             while waiting or queued or self.pool.busy():
                 # Resolve what is ready: failures propagate, cache hits complete at once.
                 progressed = True
-                while progressed:
-                    progressed = False
-                    for aid in list(waiting):
-                        preds = list(graph.predecessors(aid))
-                        if any(self.state.outcomes.get(p) and self.state.outcomes[p].status in (FAILED, SKIPPED) for p in preds):
-                            waiting.remove(aid)
+                while progressed:  # one pass in dependency order resolves a whole cached chain
+                    progressed, still = False, []
+                    for aid in waiting:
+                        preds = [self.state.outcomes.get(p) for p in graph.predecessors(aid)]
+                        if any(p is not None and p.status in (FAILED, SKIPPED) for p in preds):
                             self._finish(Outcome(self.planner.actions[aid], SKIPPED, error="a dependency failed"))
                             progressed = True
-                        elif all(p in self.state.outcomes for p in preds):
-                            waiting.remove(aid)
+                        elif all(p is not None for p in preds):
                             if not self._try_cache(aid):
                                 queued.append(aid)
                             progressed = True
+                        else:
+                            still.append(aid)
+                    waiting = still
                 if stopping:
                     for aid in waiting + queued:
                         self._finish(Outcome(self.planner.actions[aid], SKIPPED, error="build stopped after a failure"))
