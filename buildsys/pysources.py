@@ -7,6 +7,7 @@ with the `__init__.py` of each enclosing package, since importing a module runs 
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 from .errors import UserError
@@ -20,7 +21,15 @@ def module_file(root: Path, module: str) -> Path | None:
     return None
 
 
-def _imported_names(path: Path, module: str) -> set[str]:
+def _imported_names(path: Path, module: str) -> frozenset[str]:
+    st = path.stat()
+    return _parse_imports(str(path), module, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_imports(file: str, module: str, mtime_ns: int, size: int) -> frozenset[str]:
+    """Parsed once per file version: many models import the same shared modules."""
+    path = Path(file)
     try:
         tree = ast.parse(path.read_bytes(), filename=str(path))
     except SyntaxError as err:
@@ -41,7 +50,7 @@ def _imported_names(path: Path, module: str) -> set[str]:
                 names.add(base)
             # `from pkg import name` may import the submodule pkg.name
             names.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names)
-    return names
+    return frozenset(names)
 
 
 def python_closure(
