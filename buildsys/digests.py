@@ -44,7 +44,7 @@ class FileDigests:
 
     def __init__(self, cache_dir: Path):
         self._db = diskcache.Cache(str(cache_dir / "stat"))
-        self.hashed = 0  # files actually read, for tests and --explain
+        self.hashed = 0  # files actually read (tests check the stat cache with it)
 
     def digest(self, path: Path) -> str:
         path = path.resolve()

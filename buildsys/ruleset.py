@@ -32,7 +32,6 @@ class TargetKind:
     name: str  # the BUILD.models function, e.g. "executorch_program"
     decl: type[Declaration]
     plan: Callable[["Declaration", "PlanContext"], "Planned"]
-    doc: str = ""
 
 
 @dataclass(frozen=True)

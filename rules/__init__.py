@@ -14,27 +14,29 @@ from .specs import PRELUDE
 _TORCH = ("torch",)
 _ET = ("torch", "executorch", "torchao")
 
+_KINDS = [
+    TargetKind("model", ModelDecl, plan_model),
+    TargetKind("pt2_program", Pt2Program, plan_pt2),
+    TargetKind("executorch_program", ExecutorchProgram, plan_executorch),
+    TargetKind("coreml_package", CoremlPackage, plan_coreml),
+    TargetKind("onnx_model", OnnxModel, plan_onnx),
+    TargetKind("aoti_package", AotiPackage, plan_aoti),
+]
+# Each step's module, and the distributions whose versions enter its action key.
+_STEPS = [
+    StepKind("export", "rules.export", _TORCH),
+    StepKind("quantize", "rules.quantize", _ET + ("numpy", "safetensors")),
+    StepKind("decompose", "rules.decompose", _TORCH),
+    StepKind("partition", "rules.partition", _ET + ("coremltools",)),
+    StepKind("coreml_convert", "rules.coreml_convert", ("torch", "coremltools")),
+    StepKind("coreml_compress", "rules.coreml_compress", ("coremltools", "scikit-learn", "numpy")),
+    StepKind("onnx_export", "rules.onnx_export", ("torch", "onnx", "onnxscript")),
+    StepKind("aoti", "rules.aoti", ("torch",), host_bound=True),
+    StepKind("verify", "rules.verify", _ET + ("coremltools", "onnxruntime")),
+]
+
 RULESET = RuleSet(
-    kinds={
-        "model": TargetKind("model", ModelDecl, plan_model, "a PyTorch model and its example inputs"),
-        "pt2_program": TargetKind("pt2_program", Pt2Program, plan_pt2, "a torch.export .pt2 program"),
-        "executorch_program": TargetKind(
-            "executorch_program", ExecutorchProgram, plan_executorch, "an ExecuTorch .pte program"
-        ),
-        "coreml_package": TargetKind("coreml_package", CoremlPackage, plan_coreml, "a Core ML .mlpackage"),
-        "onnx_model": TargetKind("onnx_model", OnnxModel, plan_onnx, "an ONNX model"),
-        "aoti_package": TargetKind("aoti_package", AotiPackage, plan_aoti, "an AOTInductor package"),
-    },
-    steps={
-        "export": StepKind("export", "rules.export", _TORCH),
-        "quantize": StepKind("quantize", "rules.quantize", _ET + ("numpy", "safetensors")),
-        "decompose": StepKind("decompose", "rules.decompose", _TORCH),
-        "partition": StepKind("partition", "rules.partition", _ET + ("coremltools",)),
-        "coreml_convert": StepKind("coreml_convert", "rules.coreml_convert", ("torch", "coremltools")),
-        "coreml_compress": StepKind("coreml_compress", "rules.coreml_compress", ("coremltools", "scikit-learn", "numpy")),
-        "onnx_export": StepKind("onnx_export", "rules.onnx_export", ("torch", "onnx", "onnxscript")),
-        "aoti": StepKind("aoti", "rules.aoti", ("torch",), host_bound=True),
-        "verify": StepKind("verify", "rules.verify", _ET + ("coremltools", "onnxruntime")),
-    },
+    kinds={k.name: k for k in _KINDS},
+    steps={s.name: s for s in _STEPS},
     prelude=PRELUDE,
 )

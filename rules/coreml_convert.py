@@ -1,15 +1,13 @@
 """Step `coreml_convert`: convert an exported program (ATen ops kept) to a Core ML .mlpackage."""
 from __future__ import annotations
 
-from typing import Literal
-
-from .specs import Spec
+from .specs import ComputeUnits, DeploymentTarget, Precision, Spec, coreml_options
 
 
 class CoremlConvertConfig(Spec):
-    compute_units: Literal["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"] = "all"
-    compute_precision: Literal["float16", "float32"] = "float16"
-    minimum_deployment_target: Literal["iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15"] = "iOS17"
+    compute_units: ComputeUnits = "all"
+    compute_precision: Precision = "float16"
+    minimum_deployment_target: DeploymentTarget = "iOS17"
 
 
 def run(ctx) -> dict:
@@ -18,12 +16,7 @@ def run(ctx) -> dict:
 
     cfg = CoremlConvertConfig.model_validate(ctx.config)
     ep = torch.export.load(ctx.input_path("program"))
-    mlmodel = ct.convert(
-        ep,
-        minimum_deployment_target=getattr(ct.target, cfg.minimum_deployment_target),
-        compute_precision=getattr(ct.precision, cfg.compute_precision.upper()),
-        compute_units=getattr(ct.ComputeUnit, cfg.compute_units.upper()),
-    )
+    mlmodel = ct.convert(ep, **coreml_options(cfg.compute_units, cfg.compute_precision, cfg.minimum_deployment_target))
     mlmodel.save(str(ctx.output_path("model.mlpackage")))
     spec = mlmodel.get_spec()
     return {

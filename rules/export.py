@@ -48,21 +48,30 @@ def normalize(ep, workspace) -> None:
                     node.meta["stack_trace"] = node.meta["stack_trace"].replace(prefix, "")
 
 
-def export_program(ctx, cfg: ExportConfig):
+def prepare(workspace, cfg: ExportConfig):
+    """The eager model, its signature checked against the declared inputs, and those inputs."""
+    from .modelio import check_signature, example_inputs, load_model
+
+    model = load_model(workspace, cfg.entry, cfg.init_seed, cfg.weights)
+    check_signature(model, cfg.inputs, cfg.keyword_inputs)
+    args, kwargs = example_inputs(cfg.inputs, cfg.keyword_inputs)
+    return model, args, kwargs
+
+
+def export_model(model, args, kwargs, cfg: ExportConfig, workspace, strict: bool | None = None):
+    """torch.export with the declared dynamic shapes; a failure becomes a StepError that shows
+    the user's line, hints, and (if asked) draft_export's report."""
     import torch
 
     from .errors import StepError
-    from .modelio import check_signature, example_inputs, load_model
 
-    model = load_model(ctx.workspace, cfg.entry, cfg.init_seed, cfg.weights)
-    check_signature(model, cfg.inputs, cfg.keyword_inputs)
-    args, kwargs = example_inputs(cfg.inputs, cfg.keyword_inputs)
+    strict = cfg.strict if strict is None else strict
     try:
-        return torch.export.export(model, args, kwargs=kwargs, dynamic_shapes=dynamic_shapes(cfg), strict=cfg.strict)
+        return torch.export.export(model, args, kwargs=kwargs, dynamic_shapes=dynamic_shapes(cfg), strict=strict)
     except Exception as err:  # torch raises many types; all mean "this model did not export"
-        message = export_failure_message(err, cfg, ctx.workspace)
+        message = export_failure_message(err, cfg, workspace)
         if cfg.draft_report:
-            message += "\n\n" + draft_report(model, args, kwargs, cfg, ctx.workspace)
+            message += "\n\n" + draft_report(model, args, kwargs, cfg, workspace)
         raise StepError(message) from err
 
 
@@ -118,7 +127,8 @@ def run(ctx) -> dict:
     import torch
 
     cfg = ExportConfig.model_validate(ctx.config)
-    ep = export_program(ctx, cfg)
+    model, args, kwargs = prepare(ctx.workspace, cfg)
+    ep = export_model(model, args, kwargs, cfg, ctx.workspace)
     normalize(ep, ctx.workspace)
     path = ctx.output_path("program.pt2")
     torch.export.save(ep, str(path))

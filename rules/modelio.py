@@ -36,9 +36,11 @@ def make_tensor(spec: TensorSpec, shape: list[int] | None = None) -> torch.Tenso
     return torch.randn(shape, generator=gen).to(dtype)
 
 
-def example_inputs(inputs: dict[str, TensorSpec], keyword_inputs: dict[str, TensorSpec]):
-    args = tuple(make_tensor(s) for s in inputs.values())
-    kwargs = {name: make_tensor(s) for name, s in keyword_inputs.items()}
+def example_inputs(inputs: dict[str, TensorSpec], keyword_inputs: dict[str, TensorSpec], shapes: dict | None = None):
+    """(args, kwargs) as declared; `shapes` (name -> shape) overrides the declared shapes."""
+    shapes = shapes or {}
+    args = tuple(make_tensor(s, shapes.get(n)) for n, s in inputs.items())
+    kwargs = {n: make_tensor(s, shapes.get(n)) for n, s in keyword_inputs.items()}
     return args, kwargs
 
 

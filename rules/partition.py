@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from .specs import Backend, CoremlBackend, Spec
+from .specs import Backend, CoremlBackend, Spec, coreml_options
 
 
 class PartitionConfig(Spec):
@@ -20,14 +20,14 @@ def _partitioner(backend):
 
         return XnnpackPartitioner()
     if isinstance(backend, CoremlBackend):
-        import coremltools as ct
         from executorch.backends.apple.coreml.compiler import CoreMLBackend
         from executorch.backends.apple.coreml.partition import CoreMLPartitioner
 
+        options = coreml_options(backend.compute_units, backend.precision, backend.minimum_deployment_target)
         specs = CoreMLBackend.generate_compile_specs(
-            compute_unit=getattr(ct.ComputeUnit, backend.compute_units.upper()),
-            minimum_deployment_target=getattr(ct.target, backend.minimum_deployment_target),
-            compute_precision=getattr(ct.precision, backend.precision.upper()),
+            compute_unit=options["compute_units"],
+            minimum_deployment_target=options["minimum_deployment_target"],
+            compute_precision=options["compute_precision"],
         )
         return CoreMLPartitioner(compile_specs=specs)
     if backend.backend == "mps":

@@ -25,7 +25,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from .export import ExportConfig
+from .export import ExportConfig, export_model
 from .specs import Spec
 
 Scheme = Literal[
@@ -176,18 +176,6 @@ def _samples_from_file(workspace, ex: ExportConfig, file: str) -> list[tuple[tup
 # ---- quantization ----
 
 
-def _export(model, cfg: ExportConfig, args, kwargs, workspace, strict: bool):
-    import torch
-
-    from .errors import StepError
-    from .export import dynamic_shapes, export_failure_message
-
-    try:
-        return torch.export.export(model, args, kwargs=kwargs, dynamic_shapes=dynamic_shapes(cfg), strict=strict)
-    except Exception as err:  # torch raises many types; all mean "this model did not export"
-        raise StepError(export_failure_message(err, cfg, workspace)) from err
-
-
 def quantize_pt2e(model, cfg: QuantizeConfig, args, kwargs, samples, workspace):
     """Export, annotate for XNNPACK, observe (static: on the samples), convert, export again."""
     import torch
@@ -198,7 +186,7 @@ def quantize_pt2e(model, cfg: QuantizeConfig, args, kwargs, samples, workspace):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     dynamic = cfg.scheme == "pt2e_int8_dynamic"
-    captured = _export(model, cfg.export, args, kwargs, workspace, cfg.export.strict).module()
+    captured = export_model(model, args, kwargs, cfg.export, workspace).module()
     quantizer = XNNPACKQuantizer().set_global(
         get_symmetric_quantization_config(is_per_channel=cfg.per_channel, is_dynamic=dynamic)
     )
@@ -209,7 +197,7 @@ def quantize_pt2e(model, cfg: QuantizeConfig, args, kwargs, samples, workspace):
     converted = convert_pt2e(prepared)
     _drop_unused_tensors(converted)
     # The converted module is a plain fx graph: non-strict export captures it as it is.
-    return _export(converted, cfg.export, args, kwargs, workspace, strict=False), {}
+    return export_model(converted, args, kwargs, cfg.export, workspace, strict=False), {}
 
 
 def _drop_unused_tensors(gm) -> None:
@@ -267,7 +255,7 @@ def quantize_torchao(model, cfg: QuantizeConfig, args, kwargs, workspace):
             f"{cfg.export.entry} is itself an nn.Linear: its quantized weight cannot be unwrapped for export "
             f"(a program keeping it computes garbage on XNNPACK); wrap it in a module"
         )
-    ep = _export(model, cfg.export, args, kwargs, workspace, cfg.export.strict)
+    ep = export_model(model, args, kwargs, cfg.export, workspace)
     return ep, {"quantized_layers": quantized, "linear_layers": len(linears), "skipped_layers": skipped}
 
 
@@ -304,15 +292,12 @@ def run(ctx) -> dict:
     import torch
 
     from .errors import StepError
-    from .export import normalize
-    from .modelio import check_signature, example_inputs, load_model
+    from .export import normalize, prepare
 
     cfg = QuantizeConfig.model_validate(ctx.config)
     ex = cfg.export
     samples = calibration_samples(ctx.workspace, cfg) if cfg.scheme == "pt2e_int8_static" else []
-    model = load_model(ctx.workspace, ex.entry, ex.init_seed, ex.weights)
-    check_signature(model, ex.inputs, ex.keyword_inputs)
-    args, kwargs = example_inputs(ex.inputs, ex.keyword_inputs)
+    model, args, kwargs = prepare(ctx.workspace, ex)
     before = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
 
     if cfg.scheme.startswith("pt2e_"):

@@ -42,15 +42,32 @@ def _backend_shorthand(value):
     return {"backend": value} if isinstance(value, str) else value
 
 
+# Core ML options, shared by the Core ML delegate and .mlpackage conversion.
+ComputeUnits = Literal["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"]
+Precision = Literal["float16", "float32"]
+DeploymentTarget = Literal["iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15"]
+
+
+def coreml_options(compute_units: str, precision: str, target: str) -> dict:
+    """The coremltools enums for these options (imports coremltools: call it in a worker)."""
+    import coremltools as ct
+
+    return {
+        "compute_units": getattr(ct.ComputeUnit, compute_units.upper()),
+        "compute_precision": getattr(ct.precision, precision.upper()),
+        "minimum_deployment_target": getattr(ct.target, target),
+    }
+
+
 class XnnpackBackend(Spec):
     backend: Literal["xnnpack"] = "xnnpack"
 
 
 class CoremlBackend(Spec):
     backend: Literal["coreml"] = "coreml"
-    compute_units: Literal["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"] = "all"
-    precision: Literal["float16", "float32"] = "float16"
-    minimum_deployment_target: Literal["iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15"] = "iOS17"
+    compute_units: ComputeUnits = "all"
+    precision: Precision = "float16"
+    minimum_deployment_target: DeploymentTarget = "iOS17"
 
 
 # "xnnpack" is shorthand for xnnpack(); the shorthand is expanded before the union is chosen.

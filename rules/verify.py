@@ -30,28 +30,23 @@ class VerifyConfig(Spec):
     compressed: bool = False  # an .mlpackage with compressed weights: compare them in torch
 
 
+def shapes_at(cfg: ExportConfig, bound: str | None = None) -> dict[str, list[int]]:
+    """Every input's shape: the example's, or with each dynamic dim at its "min" or "max"."""
+    shapes = {n: list(s.shape) for n, s in {**cfg.inputs, **cfg.keyword_inputs}.items()}
+    for name, axes in cfg.dynamic_shapes.items() if bound else ():
+        for axis, dim in axes.items():
+            shapes[name][axis] = getattr(dim, bound)
+    return shapes
+
+
 def cases(cfg: ExportConfig) -> list[tuple[str, dict[str, list[int]]]]:
     """(name, input shapes): the example, then every dynamic dim at its min, then at its max."""
-    example = {n: list(s.shape) for n, s in {**cfg.inputs, **cfg.keyword_inputs}.items()}
-    out = [("example", example)]
-    if cfg.dynamic_shapes:
-        for bound in ("min", "max"):
-            shapes = {n: list(s) for n, s in example.items()}
-            dims = []
-            for name, axes in cfg.dynamic_shapes.items():
-                for axis, dim in axes.items():
-                    shapes[name][axis] = getattr(dim, bound)
-                    dims.append(f"{dim.name}={getattr(dim, bound)}")
-            out.append((f"{bound} ({', '.join(sorted(set(dims)))})", shapes))
+    out = [("example", shapes_at(cfg))]
+    dims = [dim for axes in cfg.dynamic_shapes.values() for dim in axes.values()]
+    for bound in ("min", "max") if dims else ():
+        named = sorted({f"{d.name}={getattr(d, bound)}" for d in dims})
+        out.append((f"{bound} ({', '.join(named)})", shapes_at(cfg, bound)))
     return out
-
-
-def _inputs(cfg: ExportConfig, shapes: dict[str, list[int]]):
-    from .modelio import make_tensor
-
-    args = tuple(make_tensor(s, shapes[n]) for n, s in cfg.inputs.items())
-    kwargs = {n: make_tensor(s, shapes[n]) for n, s in cfg.keyword_inputs.items()}
-    return args, kwargs
 
 
 def _runner(fmt: str):
@@ -65,16 +60,18 @@ def numeric_check(ctx, cfg: VerifyConfig) -> dict:
     from torch.utils._pytree import tree_leaves
 
     from .errors import StepError
-    from .modelio import load_model
+    from .modelio import example_inputs, load_model
     from .runners import compare
 
     model = load_model(ctx.workspace, cfg.model.entry, cfg.model.init_seed, cfg.model.weights)
     run = _runner(cfg.format)
     results, failures = [], []
     if cfg.format == "pte":  # a capacity below the declared max is clearer said than run into
-        failures += _planned_shape_problems(ctx.input_path("artifact"), cfg)
+        from executorch.runtime import Runtime
+
+        failures += _planned_shape_problems(Runtime.get().load_program(str(ctx.input_path("artifact"))), cfg)
     for name, shapes in cases(cfg.model):
-        args, kwargs = _inputs(cfg.model, shapes)
+        args, kwargs = example_inputs(cfg.model.inputs, cfg.model.keyword_inputs, shapes)
         with torch.no_grad():
             expected = [t.detach() for t in tree_leaves(model(*args, **kwargs))]
         try:
@@ -121,8 +118,8 @@ def pte_structure(ctx, cfg: VerifyConfig) -> dict:
     program = Runtime.get().load_program(str(path))
     if "forward" not in program.method_names:
         raise StepError(f"the program has no forward method (it has {sorted(program.method_names)})")
-    problems = _planned_shape_problems(path, cfg)
-    upper = _upper_shapes(cfg.model)
+    problems = _planned_shape_problems(program, cfg)
+    upper = shapes_at(cfg.model, "max")
     pte = deserialize_pte_binary(path.read_bytes())
     plan = getattr(pte, "program", pte).execution_plan[0]
     found = sorted({d.id for d in plan.delegates})
@@ -133,12 +130,10 @@ def pte_structure(ctx, cfg: VerifyConfig) -> dict:
     return {"numeric": False, "format": "pte", "note": DEVICE_ONLY, "delegates": found, "inputs": upper}
 
 
-def _planned_shape_problems(path, cfg: VerifyConfig) -> list[str]:
+def _planned_shape_problems(program, cfg: VerifyConfig) -> list[str]:
     """The .pte's memory plan fixes each input's largest shape: it must hold the declared max."""
-    from executorch.runtime import Runtime
-
-    meta = Runtime.get().load_program(str(path)).metadata("forward")
-    upper = _upper_shapes(cfg.model)
+    meta = program.metadata("forward")
+    upper = shapes_at(cfg.model, "max")
     if meta.num_inputs() != len(upper):
         return [f"forward takes {meta.num_inputs()} inputs, the model declares {len(upper)}"]
     problems = []
@@ -159,14 +154,6 @@ def _capacity_hint(cfg: ExportConfig, name: str, planned: list[int], needed: lis
             return (f" (dim '{dim.name}' capped at 15: a known torch hazard when a conv is traced with a "
                     f"symbolic batch whose example size ({example}) is under 16; use an example size of at least 16)")
     return ""
-
-
-def _upper_shapes(cfg: ExportConfig) -> dict[str, list[int]]:
-    shapes = {n: list(s.shape) for n, s in {**cfg.inputs, **cfg.keyword_inputs}.items()}
-    for name, axes in cfg.dynamic_shapes.items():
-        for axis, dim in axes.items():
-            shapes[name][axis] = dim.max
-    return shapes
 
 
 def mlpackage_structure(ctx, cfg: VerifyConfig) -> dict:
@@ -204,10 +191,10 @@ def compressed_weights_check(ctx, cfg: VerifyConfig) -> dict:
     """Core ML cannot predict here: load the decompressed weights into the torch model instead."""
     from .coreml_check import compare_compressed_weights
     from .errors import StepError
-    from .modelio import load_model
+    from .modelio import example_inputs, load_model
 
     model = load_model(ctx.workspace, cfg.model.entry, cfg.model.init_seed, cfg.model.weights)
-    args, kwargs = _inputs(cfg.model, {n: list(s.shape) for n, s in {**cfg.model.inputs, **cfg.model.keyword_inputs}.items()})
+    args, kwargs = example_inputs(cfg.model.inputs, cfg.model.keyword_inputs)
     named = {**dict(zip(cfg.model.inputs, args)), **kwargs}
     found = compare_compressed_weights(ctx.input_path("artifact"), model, named, ctx.input_path("reference"))
     summary = {k: found[k] for k in ("max_abs_error", "snr_db", "weight_snr_db_min", "mapped", "compressed_consts",
