@@ -14,6 +14,7 @@ byte-identical across processes on the same machine and venv.
 """
 from __future__ import annotations
 
+from .programs import load_program
 from .specs import Spec
 
 
@@ -54,7 +55,7 @@ def run(ctx) -> dict:
 
     cfg = AotiConfig.model_validate(ctx.config)
     src = ctx.input_path("program")
-    ep = torch.export.load(src)
+    ep = load_program(src)
     if ep.example_inputs is None:
         raise StepError("AOTInductor needs the program's example inputs, and this .pt2 has none")
     out = ctx.output_path("model.pt2")

@@ -1,6 +1,7 @@
 """Step `coreml_convert`: convert an exported program (ATen ops kept) to a Core ML .mlpackage."""
 from __future__ import annotations
 
+from .programs import load_program
 from .specs import ComputeUnits, DeploymentTarget, Precision, Spec, coreml_options
 
 
@@ -12,10 +13,9 @@ class CoremlConvertConfig(Spec):
 
 def run(ctx) -> dict:
     import coremltools as ct
-    import torch
 
     cfg = CoremlConvertConfig.model_validate(ctx.config)
-    ep = torch.export.load(ctx.input_path("program"))
+    ep = load_program(ctx.input_path("program"))
     mlmodel = ct.convert(ep, **coreml_options(cfg.compute_units, cfg.compute_precision, cfg.minimum_deployment_target))
     mlmodel.save(str(ctx.output_path("model.mlpackage")))
     spec = mlmodel.get_spec()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .programs import load_program, save_program
 from .specs import Spec
 
 
@@ -40,12 +41,10 @@ def decompose(ep, cfg: DecomposeConfig):
 
 
 def run(ctx) -> dict:
-    import torch
-
     cfg = DecomposeConfig.model_validate(ctx.config)
     from .export import normalize
 
-    ep = decompose(torch.export.load(ctx.input_path("program")), cfg)
+    ep = decompose(load_program(ctx.input_path("program")), cfg)
     normalize(ep, ctx.workspace)
-    torch.export.save(ep, str(ctx.output_path("program.pt2")))
+    save_program(ep, ctx.output_path("program.pt2"))
     return {"nodes": sum(1 for n in ep.graph.nodes if n.op == "call_function")}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 
+from .programs import save_program
 from .specs import DimSpec, Spec, TensorSpec
 
 
@@ -124,12 +125,10 @@ def export_failure_message(err: Exception, cfg: ExportConfig, workspace) -> str:
 
 
 def run(ctx) -> dict:
-    import torch
-
     cfg = ExportConfig.model_validate(ctx.config)
     model, args, kwargs = prepare(ctx.workspace, cfg)
     ep = export_model(model, args, kwargs, cfg, ctx.workspace)
     normalize(ep, ctx.workspace)
     path = ctx.output_path("program.pt2")
-    torch.export.save(ep, str(path))
+    save_program(ep, path)
     return {"nodes": sum(1 for n in ep.graph.nodes if n.op == "call_function")}

@@ -14,6 +14,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from .programs import load_program
 from .specs import DimSpec, Spec
 
 _TWO_GB = 2**31 - 2**20  # protobuf's limit, less room for the graph itself
@@ -122,7 +123,7 @@ def run(ctx) -> dict:
     from .errors import StepError
 
     cfg = OnnxExportConfig.model_validate(ctx.config)
-    ep = torch.export.load(ctx.input_path("program"))
+    ep = load_program(ctx.input_path("program"))
     try:
         program = torch.onnx.export(ep, dynamo=True, verbose=False, opset_version=cfg.opset, optimize=cfg.optimize)
     except Exception as err:  # the exporter raises many types; all mean "no ONNX for this program"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from .programs import load_program
 from .specs import Backend, CoremlBackend, Spec, coreml_options
 
 
@@ -62,11 +63,10 @@ def delegation_summary(edge_program) -> dict:
 
 def run(ctx) -> dict:
     import executorch.kernels.quantized  # noqa: F401  out-variants of quantized_decomposed ops (portable lowering)
-    import torch
     from executorch.exir import to_edge_transform_and_lower
 
     cfg = PartitionConfig.model_validate(ctx.config)
-    ep = torch.export.load(ctx.input_path("program"))
+    ep = load_program(ctx.input_path("program"))
     edge = to_edge_transform_and_lower(ep, partitioner=[_partitioner(b) for b in cfg.backends])
     summary = delegation_summary(edge.exported_program())
     program = edge.to_executorch()

@@ -26,6 +26,7 @@ from typing import Annotated, Literal
 from pydantic import Field, model_validator
 
 from .export import ExportConfig, export_model
+from .programs import save_program
 from .specs import Spec
 
 Scheme = Literal[
@@ -289,8 +290,6 @@ def graph_summary(ep) -> dict:
 
 
 def run(ctx) -> dict:
-    import torch
-
     from .errors import StepError
     from .export import normalize, prepare
 
@@ -318,7 +317,7 @@ def run(ctx) -> dict:
         raise StepError(f"scheme '{cfg.scheme}' quantized nothing in {ex.entry} ({what}{hint})")
 
     normalize(ep, ctx.workspace)
-    torch.export.save(ep, str(ctx.output_path("program.pt2")))
+    save_program(ep, ctx.output_path("program.pt2"))
     metrics = {
         "scheme": cfg.scheme,
         **summary,

@@ -14,6 +14,8 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from .programs import load_program
+
 SNR_CAP_DB = 200.0  # exact outputs: a finite number, since JSON has no inf
 
 
@@ -63,9 +65,7 @@ def run_pt2(path: str | Path, args, kwargs=None) -> list:
 
 
 def _load_pt2(path: str):
-    import torch
-
-    return torch.export.load(path).module()
+    return load_program(path).module()
 
 
 def run_onnx(path: str | Path, args, kwargs=None) -> list:
