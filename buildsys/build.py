@@ -27,6 +27,7 @@ class BuildOptions:
     keep_going: bool = False
     build_events: Path | None = None
     explain: bool = False
+    retry_failed: bool = False  # rerun actions whose failure is recorded for their current key
 
 
 @dataclass
@@ -110,7 +111,7 @@ def build(
 
         scheduler = Scheduler(
             planner, ruleset, stores.action_cache, stores.cas, options.cache_dir,
-            options.jobs, options.keep_going, on_event, options.explain,
+            options.jobs, options.keep_going, on_event, options.explain, options.retry_failed,
         )
         summary.state = scheduler.run(planner.actions_for(labels))
         summary.failed_targets = [l for l in waiting_on if l not in summary.placed]

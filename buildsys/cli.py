@@ -41,6 +41,7 @@ def cmd_build(args, console: Console) -> int:
         keep_going=args.keep_going,
         build_events=Path(args.build_events).resolve() if args.build_events else None,
         explain=args.explain,
+        retry_failed=args.retry_failed,
     )
     with BuildConsole(console, args.verbose) as ui:
         summary = build(workspace, _ruleset(), options, ui.on_progress)
@@ -130,6 +131,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--cache-dir", help=f"cache location (default: <workspace>/cache, or ${CACHE_ENV})")
     b.add_argument("--build-events", metavar="FILE", help="write one JSON line per action to FILE")
     b.add_argument("--explain", action="store_true", help="say why each action ran (like ninja -d explain)")
+    b.add_argument("--retry-failed", action="store_true",
+                   help="rerun actions that failed before with the same inputs (by default their failure is replayed)")
     b.set_defaults(run=cmd_build)
 
     q = sub.add_parser("query", help="list targets matching patterns")

@@ -1,6 +1,8 @@
 """What a build shows the user: live progress, each failure with its log, then a summary."""
 from __future__ import annotations
 
+import time
+
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
@@ -56,6 +58,11 @@ class BuildConsole:
         action = outcome.action
         owners = ", ".join(sorted(str(o) for o in action.owners))
         body = Text(outcome.error or "failed")
+        if outcome.replayed is not None:
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(outcome.replayed.at))
+            body.append(f"\n\nThis is the failure recorded on {when} for exactly these inputs (that run took "
+                        f"{outcome.replayed.seconds:.1f}s); it was not run again. Change an input, or build with "
+                        "--retry-failed to rerun it.", style="yellow")
         if outcome.log and outcome.log.strip():
             lines = outcome.log.rstrip().splitlines()
             shown = lines if self.verbose else lines[-_LOG_TAIL:]
@@ -63,15 +70,31 @@ class BuildConsole:
             body.append(head + "\n".join(shown), style="dim")
         if outcome.log_path is not None:
             body.append(f"\n\nfull log: {outcome.log_path}", style="dim")
-        self.console.print(Panel(body, title=f"[red]FAILED[/] {action.step} {escape(owners)}", title_align="left", border_style="red"))
+        cached = " [yellow](cached failure)[/]" if outcome.replayed is not None else ""
+        self.console.print(Panel(body, title=f"[red]FAILED[/]{cached} {action.step} {escape(owners)}",
+                                 title_align="left", border_style="red"))
+
+    def warnings(self, s: BuildSummary) -> int:
+        """Every step's warnings for this build's actions, whether they ran now or came from the cache."""
+        found = s.state.warnings()
+        for outcome, text in found:
+            owners = ", ".join(sorted(str(o) for o in outcome.action.owners))
+            self.console.print(f"[yellow]WARNING:[/] {escape(owners)} ({outcome.action.step}): {escape(text)}",
+                               soft_wrap=True)
+        return len(found)
 
     def summary(self, s: BuildSummary) -> None:
         ran, cached, failed, skipped = (s.count(x) for x in (RAN, CACHED, FAILED, SKIPPED))
         n = len(s.targets)
+        warned = self.warnings(s)
+        warnings = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
         if s.ok and ran == 0:
-            self.console.print(f"[green]{n} targets up to date[/], 0 actions run ({cached} cached) in {s.seconds:.2f}s")
+            self.console.print(f"[green]{n} targets up to date[/], 0 actions run ({cached} cached){warnings} "
+                               f"in {s.seconds:.2f}s")
             return
-        parts = f"{ran} actions run, {cached} cached, {failed} failed" + (f", {skipped} skipped" if skipped else "")
+        replayed = s.state.replayed()
+        failed_text = f"{failed} failed" + (f" ({replayed} replayed from the failure cache)" if replayed else "")
+        parts = f"{ran} actions run, {cached} cached, {failed_text}" + (f", {skipped} skipped" if skipped else "") + warnings
         if s.ok:
             self.console.print(f"[green]Built {n} targets[/]: {parts} in {s.seconds:.1f}s")
         else:

@@ -28,6 +28,8 @@ class EventLog:
             record["reasons"] = outcome.reasons
         if outcome.error:
             record["error"] = outcome.error
+        if outcome.replayed is not None:
+            record["replayed"] = True  # the failure recorded for this key, not a new run
         self._file.write(json.dumps(record, sort_keys=True) + "\n")
         self._file.flush()
 

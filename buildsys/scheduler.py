@@ -3,6 +3,8 @@
 Keys are computed when an action becomes ready, from the content digests of its inputs, so an
 action whose inputs came out unchanged is a cache hit even after its producer re-ran.
 A failed action fails every action downstream of it; without --keep-going nothing new starts.
+A failure the step reported is recorded under the action's key and replayed, without running
+anything, while the key stays the same (--retry-failed reruns it).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Callable
 
-from .action_cache import ActionCache, ActionResult, OutputRecord
+from .action_cache import ActionCache, ActionResult, FailureRecord, OutputRecord
 from .cas import CAS, CorruptBlob
 from . import scratch
 from .explain import material, reasons
@@ -39,6 +41,7 @@ class Outcome:
     log: str | None = None  # the captured output of a failed action, when worth showing
     log_path: Path | None = None  # where the whole log is kept
     reasons: list[str] | None = None  # with --explain: why it ran
+    replayed: FailureRecord | None = None  # a recorded failure of this key, replayed instead of a run
 
 
 @dataclass
@@ -47,6 +50,14 @@ class BuildState:
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes.values() if o.status == status)
+
+    def replayed(self) -> int:
+        return sum(1 for o in self.outcomes.values() if o.replayed is not None)
+
+    def warnings(self) -> list[tuple[Outcome, str]]:
+        """What the steps warned about, for the actions of this build, whether they ran or were cached."""
+        return [(o, w) for o in self.outcomes.values() if o.result is not None
+                for w in o.result.metrics.get("warnings", [])]
 
 
 class Scheduler:
@@ -61,6 +72,7 @@ class Scheduler:
         keep_going: bool,
         on_event: Callable[[str, Outcome | Action], None],
         explain: bool = False,
+        retry_failed: bool = False,
     ):
         self.planner = planner
         self.ruleset = ruleset
@@ -77,6 +89,7 @@ class Scheduler:
         self._started: dict[str, float] = {}
         self._keys: dict[str, str] = {}
         self.explain = explain
+        self.retry_failed = retry_failed
         self._reasons: dict[str, list[str]] = {}
 
     # Keys -------------------------------------------------------------------------------------
@@ -116,6 +129,8 @@ class Scheduler:
                         elif all(p is not None for p in preds):
                             if not self._try_cache(aid):
                                 queued.append(aid)
+                            elif self.state.outcomes[aid].status == FAILED and not self.keep_going:
+                                stopping = True  # a replayed failure stops the build as a real one does
                             progressed = True
                         else:
                             still.append(aid)
@@ -155,37 +170,35 @@ class Scheduler:
         """Resolve from the cache alone, running nothing: what a build would reuse right now."""
         graph = self.planner.graph
         for aid in action_ids:  # dependency order
-            if all(p in self.state.outcomes for p in graph.predecessors(aid)):
+            preds = [self.state.outcomes.get(p) for p in graph.predecessors(aid)]
+            if all(p is not None and p.result is not None for p in preds):
                 self._try_cache(aid)
         return self.state
 
     def _finish(self, outcome: Outcome) -> None:
         self.state.outcomes[outcome.action.id] = outcome
-        if outcome.status == FAILED and outcome.key:
-            # Not a cached result (a failure is retried every build): what `show` says of it.
-            self.cache.put_note(f"failed|{outcome.action.id}", {
-                "key": outcome.key, "error": outcome.error,
-                "log": str(outcome.log_path) if outcome.log_path else None,
-            })
         self.on_event("finished", outcome)
-
-    def last_failure(self, aid: str) -> dict | None:
-        """The last failure of this action with the key it has now, if it failed that way."""
-        note = self.cache.get_note(f"failed|{aid}")
-        key = self._keys.get(aid)
-        return note if note and key and note["key"] == key else None
 
     def _try_cache(self, aid: str) -> bool:
         action = self.planner.actions[aid]
         key = self._keys[aid] = self.key(action)
         hit = self.cache.get(key)
         if hit is None or not all(self.cas.has(o.digest) for o in hit.outputs.values()):
+            failure = None if self.retry_failed else self.cache.get_failure(key)
+            if failure is not None:
+                self._finish(self._replay(action, key, failure))
+                return True
             if self.explain:
                 before = self.cache.get_note(self._explain_key(action))
                 self._reasons[aid] = reasons(before, self._material(action, by_file=True))
             return False
         self._finish(Outcome(action, CACHED, key, 0.0, hit))
         return True
+
+    def _replay(self, action: Action, key: str, failure: FailureRecord) -> Outcome:
+        log_path = self.cas.path(failure.log) if failure.log and self.cas.has(failure.log) else None
+        log = log_path.read_text(errors="replace") if log_path and failure.show_log else None
+        return Outcome(action, FAILED, key, 0.0, error=failure.error, log=log, log_path=log_path, replayed=failure)
 
     def _input_path(self, value, staging: Path, name: str) -> dict:
         if isinstance(value, Sources):
@@ -231,17 +244,23 @@ class Scheduler:
         try:
             try:
                 reply = worker.receive()
-            except WorkerDied as died:
+            except WorkerDied as died:  # says nothing about the inputs: never recorded as their failure
                 self.pool.discard(worker)
-                reply = {"ok": False, "error": str(died)}
+                reply = {"ok": False, "error": str(died), "transient": True}
             worker.busy = None
             log_path = staging / "log.txt"
             log_text = log_path.read_text(errors="replace") if log_path.is_file() else ""
             log_digest = self.cas.put_file(log_path) if log_path.is_file() else None
             if not reply.get("ok"):
+                show_log = reply.get("show_log", True)
+                if not reply.get("transient"):
+                    self.cache.put_failure(self._keys[aid], FailureRecord(
+                        step=action.step, error=reply.get("error") or "failed", log=log_digest, show_log=show_log,
+                        seconds=seconds,
+                    ))
                 self._finish(Outcome(
                     action, FAILED, self._keys[aid], seconds, error=reply.get("error"),
-                    log=log_text if reply.get("show_log", True) else None,
+                    log=log_text if show_log else None,
                     log_path=self.cas.path(log_digest) if log_digest else None,
                 ))
                 return False
@@ -255,6 +274,8 @@ class Scheduler:
                     outputs[name] = OutputRecord(digest=self.cas.put_file(path), size=path.stat().st_size)
                 else:
                     error = f"the {action.step} step finished without writing its output '{name}'"
+                    self.cache.put_failure(self._keys[aid], FailureRecord(step=action.step, error=error, log=log_digest,
+                                                                          seconds=seconds))
                     self._finish(Outcome(action, FAILED, self._keys[aid], seconds, error=error, log=log_text))
                     return False
             result = ActionResult(

@@ -11,7 +11,7 @@ from rich.tree import Tree
 from .build import Stores, load_and_plan
 from .labels import Label
 from .ruleset import RuleSet
-from .scheduler import Scheduler
+from .scheduler import FAILED, Scheduler
 from .workspace import Workspace
 
 
@@ -19,7 +19,9 @@ def _metrics_view(metrics: dict):
     """Tables for the metrics steps report; anything else as compact JSON."""
     parts = []
     for key, value in metrics.items():
-        if key == "verification" and isinstance(value, dict):
+        if key == "warnings":
+            parts.extend(f"[yellow]WARNING:[/] {escape(w)}" for w in value)
+        elif key == "verification" and isinstance(value, dict):
             parts.append(_verification_table(value))
         elif key == "delegation" and isinstance(value, dict):
             table = Table("ops", "count", title="delegation", title_justify="left", box=None)
@@ -66,7 +68,7 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
     if planned.artifact is not None:
         outcome = state.outcomes.get(planned.artifact.action)
         path = workspace.root / "out" / label.package / f"{label.name}{planned.ext}"
-        if outcome is not None:
+        if outcome is not None and outcome.result is not None:
             record = outcome.result.outputs[planned.artifact.name]
             placed = "" if path.exists() else "  [yellow](not in out/: its checks have not passed)[/]"
             tree.add(f"artifact: {escape(workspace.rel(path))}  {record.size:,} bytes  sha256:{record.digest[:16]}{placed}")
@@ -78,12 +80,13 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
         outcome = state.outcomes.get(aid)
         if outcome is None:
             complete = False
-            failure = scheduler.last_failure(aid)
-            if failure is not None:
-                node = tree.add(f"[red]{action.step}[/]: failed the last time it ran with these inputs")
-                node.add(escape(failure["error"] or "") + (f"\n[dim]log: {escape(failure['log'])}[/]" if failure["log"] else ""))
-            else:
-                tree.add(f"[yellow]{action.step}[/]: not in the cache (would run)")
+            tree.add(f"[yellow]{action.step}[/]: not in the cache (would run)")
+            continue
+        if outcome.status == FAILED:  # a failure recorded for exactly these inputs
+            complete = False
+            node = tree.add(f"[red]{action.step}[/]: failed with these inputs (a build replays the failure; "
+                            "--retry-failed reruns it)")
+            node.add(escape(outcome.error or "") + (f"\n[dim]log: {escape(str(outcome.log_path))}[/]" if outcome.log_path else ""))
             continue
         result = outcome.result
         node = tree.add(f"[green]{action.step}[/]: cached, ran in {result.seconds:.2f}s  [dim]key {outcome.key[:16]}[/]")

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from buildsys.action_cache import ActionCache
-from helpers import build, by_status, copy_example, read_events
+from helpers import build, by_status, copy_example, read_events, run_cli
 
 BUILD = '''
 model(name = "sincos", entry = "models.sincos:SinCos",
@@ -86,6 +86,8 @@ def test_worker_killed_mid_action_leaves_no_trace_and_next_build_completes(tmp_p
     cache = ActionCache(ws / "cache")
     try:
         assert all(cache.get(e["action_key"]) is None for e in failed), "a killed action left a cache entry"
+        # A dead worker says nothing about the inputs: its failure is not recorded to be replayed.
+        assert all(cache.get_failure(e["action_key"]) is None for e in failed)
     finally:
         cache.close()
     leftovers = [p for p in (ws / "out").rglob("*") if ".tmp-" in p.name] if (ws / "out").exists() else []
@@ -112,6 +114,27 @@ def test_model_error_shows_user_frames_and_keep_going_builds_the_rest(tmp_path: 
     assert ("partition", "//:broken_portable") in by_status(events, "skipped")
     assert (ws / "out" / "sincos_portable.pte").is_file() and (ws / "out" / "sincos_pt2.pt2").is_file()
     assert "1 of 5 targets failed (//:broken_portable)" in output
+    first_error = next(e["error"] for e in events if e["status"] == "failed")
+
+    # Unchanged, the failure is replayed from the cache at once, not run again, and says so.
+    proc, events = build(ws, "//...", events="replay.jsonl", extra=("--keep-going",))
+    assert proc.returncode == 1
+    failed = [e for e in events if e["status"] == "failed"]
+    assert [(e["step"], e["label"], e.get("replayed")) for e in failed] == [("export", "//:broken_portable", True)]
+    assert failed[0]["error"] == first_error and failed[0]["seconds"] == 0
+    assert by_status(events, "ran") == set()
+    assert "(cached failure)" in proc.stdout and "--retry-failed" in proc.stdout
+    assert "expected 3 features, got 4" in proc.stdout
+    assert "0 actions run" in proc.stdout and "1 failed (1 replayed from the failure cache)" in proc.stdout
+    # show says the same without building.
+    shown = run_cli(ws, "show", "//:broken_portable")
+    assert shown.returncode == 1 and "export: failed with these inputs" in shown.stdout, shown.stdout
+
+    # --retry-failed runs it again (and it fails again, for real).
+    proc, events = build(ws, "//...", events="retry.jsonl", extra=("--keep-going", "--retry-failed"))
+    failed = [e for e in events if e["status"] == "failed"]
+    assert [(e["step"], e.get("replayed")) for e in failed] == [("export", None)] and failed[0]["seconds"] > 0
+    assert "replayed" not in proc.stdout
 
     # Fixing the model builds only what was missing.
     (ws / "models" / "broken.py").write_text(BROKEN.replace("!= 3", "!= 4").replace("expected 3", "expected 4"))
