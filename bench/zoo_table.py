@@ -1,0 +1,209 @@
+"""The zoo's table: every model of tests/workspaces/zoo x every format and scheme, built or why
+not, with size, build seconds, SNR and the shares of ops delegated and of weights quantized.
+
+    .venv/bin/python bench/zoo_table.py [-j 2] [--workspace DIR]
+
+Builds a fresh copy of the zoo with a fresh cache (--keep-going), then reads each target's
+step metrics from the action cache. The combinations modelbuild refuses at plan time are
+declared in the zoo's refused/ workspace; each is planned alone (`query --actions`) and its
+message shown. With --workspace, an already built copy is read instead of building.
+
+Build seconds are the sum of the target's own actions (a shared export or quantize counts for
+each artifact that uses it), so they are CPU time of the steps, not wall time of the build.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from buildsys.action_cache import ActionCache  # noqa: E402
+
+ZOO = REPO / "tests" / "workspaces" / "zoo"
+EXT = {"pt2_program": ".pt2", "executorch_program": ".pte", "coreml_package": ".mlpackage",
+       "onnx_model": ".onnx", "aoti_package": ".aoti.pt2"}
+NONE = "–"
+
+
+def variants(block: str) -> list[tuple[str, str, str]]:
+    """(name, rule, attributes) of the zoo.star list `block` (VARIANTS or REFUSED), in order."""
+    text = (ZOO / "zoo.star").read_text()
+    body = re.search(rf"^{block} = \[(.*?)^\]", text, re.S | re.M).group(1)
+    return re.findall(r'^\s*\("(\w+)", "(\w+)", (\{.*\})\),', body, re.M)
+
+
+def describe(rule: str, attrs: str) -> tuple[str, str]:
+    """(format, scheme) for the table, from a variant's rule and attributes."""
+    fmt = EXT[rule]
+    if rule == "executorch_program":
+        fmt += " " + ("coreml" if "coreml()" in attrs else "xnnpack" if "xnnpack" in attrs else "portable")
+    found = re.search(r'"(?:quantize|decompose)": "(\w+)"|"compress": (\w+\(\d*\))', attrs)
+    return fmt, (found.group(1) or found.group(2)) if found else ("fp16" if "coreml" in fmt + rule else "fp32")
+
+
+def size_of(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+def first_line(text: str) -> str:
+    return next((l.strip() for l in (text or "").splitlines() if l.strip()), "")
+
+
+def build(ws: Path, jobs: int) -> float:
+    start = time.monotonic()
+    subprocess.run([str(Path(sys.executable).parent / "modelbuild"), "build", "//...", "-k", "-j", str(jobs),
+                    "--build-events", str(ws / "events.jsonl")], cwd=ws, capture_output=True, text=True)
+    return time.monotonic() - start
+
+
+def declared(ws: Path) -> set[str]:
+    proc = subprocess.run([str(Path(sys.executable).parent / "modelbuild"), "query", "//...", "--output", "label"],
+                          cwd=ws, capture_output=True, text=True, check=True)
+    return set(proc.stdout.split())
+
+
+def refusal(ws: Path, label: str) -> str | None:
+    """The plan-time refusal of one target of the refused/ workspace (None: it plans)."""
+    proc = subprocess.run([str(Path(sys.executable).parent / "modelbuild"), "query", "--actions", label,
+                           "--cache-dir", str(ws / "refused" / "cache")], cwd=ws / "refused", capture_output=True, text=True)
+    if proc.returncode == 0:
+        return None
+    text = " ".join((proc.stdout + proc.stderr).split())
+    return text.split("': ", 1)[-1]  # after "ERROR: BUILD.models:6 (via ...): executorch_program() 'name'"
+
+
+class Results:
+    """What the build did to each target, from the build events and the action cache."""
+
+    def __init__(self, ws: Path):
+        events = [json.loads(l) for l in (ws / "events.jsonl").read_text().splitlines() if l.strip()]
+        self.seconds: dict[str, float] = defaultdict(float)
+        self.failed: dict[str, str] = {}
+        self.metrics: dict[tuple[str, str], dict] = {}  # (label, step) -> metrics
+        cache = ActionCache(ws / "cache")
+        try:
+            for e in events:
+                for label in e["labels"]:
+                    self.seconds[label] += e["seconds"]
+                    if e["status"] == "failed" and label not in self.failed:
+                        self.failed[label] = f"{e['step']}: {first_line(e.get('error'))}"
+                    if e["status"] in ("ran", "cached"):
+                        record = cache.get(e["action_key"])
+                        if record is not None:
+                            self.metrics[(label, e["step"])] = record.metrics
+        finally:
+            cache.close()
+
+
+def snr_cell(report: dict | None) -> str:
+    if not report:
+        return NONE
+    if report.get("numeric"):
+        snrs = [c["snr_db"] for c in report.get("cases", []) if c.get("snr_db") is not None]
+        return f"{min(snrs):.1f} dB ({len(snrs)} cases)" if snrs else NONE
+    weights = report.get("compressed_weights")
+    if weights:
+        return f"structural; decompressed weights {weights['snr_db']:.1f} dB"
+    return "structural"
+
+
+def percent(part, whole) -> str:
+    return f"{100 * part / whole:.0f}%" if whole else NONE
+
+
+def delegation_cell(metrics: dict | None) -> str:
+    """Ops delegated, and compute-bearing ops delegated (partition metrics["delegation"])."""
+    d = (metrics or {}).get("delegation")
+    if not d:
+        return NONE
+    ops, compute = d.get("ops"), d.get("compute_ops")
+    if ops:  # {"delegated": n, "total": n}
+        cell = percent(ops["delegated"], ops["total"])
+        return cell + (f" (compute {percent(compute['delegated'], compute['total'])})" if compute else "")
+    delegated = sum(d.get("delegated", {}).values())  # older metrics: op counts per backend and per portable op
+    return percent(delegated, delegated + sum(d.get("portable", {}).values()))
+
+
+def quantized_cell(metrics: dict | None) -> str:
+    """Share of weight bytes quantized, and of weight-bearing layers (quantize metrics["coverage"])."""
+    if not metrics:
+        return NONE
+    cov = metrics.get("coverage")
+    if cov:
+        cell = percent(cov["quantized_weight_bytes"], cov["weight_bytes"]) if "weight_bytes" in cov else NONE
+        if "layers" in cov and "quantized_layers" in cov:
+            cell += f" ({cov['quantized_layers']}/{cov['layers']} layers)"
+        return cell
+    if "linear_layers" in metrics:  # older metrics: torchao counts nn.Linear layers only
+        return f"{metrics['quantized_layers']}/{metrics['linear_layers']} nn.Linear"
+    return f"{metrics.get('quantized_layers', NONE)} layers"
+
+
+def rows(ws: Path, results: Results):
+    models = [m for m in re.findall(r'^\s*name = "(\w+)",', (ZOO / "zoo.star").read_text(), re.M)]
+    targets = declared(ws)
+    for model in models:
+        for variant, rule, attrs in variants("VARIANTS"):
+            name = f"{model}_{variant}"
+            label = f"//:{name}"
+            fmt, scheme = describe(rule, attrs)
+            if label not in targets:
+                yield [model, fmt, scheme, "not in the zoo (pruned: see zoo.star)", *[NONE] * 5]
+                continue
+            path = ws / "out" / f"{name}{EXT[rule]}"
+            row = [model, fmt, scheme]
+            if path.exists():
+                verify = results.metrics.get((label, "verify"), {}).get("verification")
+                row += ["built", f"{size_of(path):,}", f"{results.seconds[label]:.1f}", snr_cell(verify),
+                        delegation_cell(results.metrics.get((label, "partition"))),
+                        quantized_cell(results.metrics.get((label, "quantize"))) if "quantize" in attrs else NONE]
+            else:
+                why = results.failed.get(label, "not built (no failure recorded)")
+                row += [f"**failed** {why}", NONE, f"{results.seconds[label]:.1f}", NONE, NONE, NONE]
+            yield row
+        for variant, rule, attrs in variants("REFUSED"):
+            fmt, scheme = describe(rule, attrs)
+            why = refusal(ws, f"//:{model}_{variant}")
+            yield [model, fmt, scheme, f"**refused** {why}" if why else "plans (no longer refused)", NONE, NONE, NONE, NONE, NONE]
+
+
+def warnings(results: Results) -> list[str]:
+    """Steps' own warnings (metrics["warnings"]), once per action and target."""
+    return sorted({f"{label} {step}: {w}" for (label, step), m in results.metrics.items() for w in m.get("warnings", [])})
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-j", "--jobs", type=int, default=2)
+    parser.add_argument("--workspace", type=Path, help="read an already built copy of the zoo instead")
+    args = parser.parse_args()
+    ws = args.workspace
+    if ws is None:
+        ws = Path(tempfile.mkdtemp(prefix="mb-zoo-")) / "zoo"
+        shutil.copytree(ZOO, ws, ignore=shutil.ignore_patterns("__pycache__", "out", "cache"))
+        wall = build(ws, args.jobs)
+        print(f"zoo build: {wall:.0f} s wall with -j {args.jobs} (fresh cache, --keep-going)\n")
+    if not (ws / "refused").is_dir():  # an older copy: plan the refusals in a fresh one
+        shutil.copytree(ZOO / "refused", ws / "refused", ignore=shutil.ignore_patterns("__pycache__", "cache"))
+    results = Results(ws)
+    print("| model | format | scheme | result | size (bytes) | build s | min SNR | ops delegated | weights quantized |")
+    print("|---|---|---|---|---:|---:|---|---|---|")
+    for row in rows(ws, results):
+        print("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    found = warnings(results)
+    if found:
+        print("\nWarnings:\n" + "\n".join(f"- {w}" for w in found))
+    print(f"\nworkspace: {ws}")
+
+
+if __name__ == "__main__":
+    main()
