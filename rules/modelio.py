@@ -30,7 +30,8 @@ def make_tensor(spec: TensorSpec, shape: list[int] | None = None) -> torch.Tenso
     if spec.fill == "ones":
         return torch.ones(shape, dtype=dtype)
     if spec.fill == "randint" or not dtype.is_floating_point:
-        return torch.randint(0, 2 if dtype == torch.bool else 10, shape, generator=gen).to(dtype)
+        low, high = spec.int_range()
+        return torch.randint(low, high, shape, generator=gen).to(dtype)
     if spec.fill == "rand":
         return torch.rand(shape, generator=gen).to(dtype)
     return torch.randn(shape, generator=gen).to(dtype)

@@ -9,6 +9,8 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 DType = Literal["float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool"]
+FLOAT_DTYPES = ("float32", "float16", "bfloat16")
+INT_RANGES = {"int64": (-2**63, 2**63 - 1), "int32": (-2**31, 2**31), "int8": (-128, 128), "uint8": (0, 256)}  # [lo, hi)
 
 
 class Spec(BaseModel):
@@ -22,6 +24,35 @@ class TensorSpec(Spec):
     dtype: DType = "float32"
     seed: int = 0
     fill: Literal["randn", "rand", "zeros", "ones", "randint"] = "randn"
+    low: int | None = None  # integer draws (fill "randint", or an integer dtype) come from [low, high)
+    high: int | None = None
+
+    @model_validator(mode="after")
+    def _range(self):
+        if self.low is None and self.high is None:
+            return self
+        given = ", ".join(f"{k} = {v}" for k, v in (("low", self.low), ("high", self.high)) if v is not None)
+        if self.fill in ("zeros", "ones"):
+            raise ValueError(f'{given} has no effect with fill = "{self.fill}"; drop it, or use fill = "randint"')
+        if self.dtype == "bool":
+            raise ValueError(f"{given} does not apply to a bool input: its values are 0 and 1")
+        if self.dtype in FLOAT_DTYPES and self.fill != "randint":
+            raise ValueError(f'{given} applies to integer draws: use fill = "randint" (or an integer dtype), '
+                             f'not fill = "{self.fill}"')
+        low, high = self.int_range()
+        if low >= high:
+            default = " (high defaults to 10)" if self.high is None else ""
+            raise ValueError(f"low ({low}) must be below high ({high}){default}: values are drawn from [low, high)")
+        if self.dtype in INT_RANGES:
+            lo, hi = INT_RANGES[self.dtype]
+            if low < lo or high > hi:
+                raise ValueError(f"[{low}, {high}) does not fit {self.dtype}, whose values lie in [{lo}, {hi})")
+        return self
+
+    def int_range(self) -> tuple[int, int]:
+        """[low, high) of integer draws: 0 to 10 unless declared (bool: 0 to 2)."""
+        default_high = 2 if self.dtype == "bool" else 10
+        return (0 if self.low is None else self.low), (default_high if self.high is None else self.high)
 
 
 class DimSpec(Spec):
@@ -92,8 +123,13 @@ Backend = Annotated[
 # Starlark helpers: each builds the dict the matching Spec validates, with Starlark's own
 # argument checking (an unknown keyword fails at the call, with file:line:column).
 PRELUDE = '''
-def tensor(shape, dtype = "float32", seed = 0, fill = "randn"):
-    return {"shape": shape, "dtype": dtype, "seed": seed, "fill": fill}
+def tensor(shape, dtype = "float32", seed = 0, fill = "randn", low = None, high = None):
+    t = {"shape": shape, "dtype": dtype, "seed": seed, "fill": fill}
+    if low != None:
+        t["low"] = low
+    if high != None:
+        t["high"] = high
+    return t
 
 def dim(name, max, min = 1):
     return {"name": name, "min": min, "max": max}
