@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, field_validator
 
 from buildsys.planning import Output, PlanContext, Planned, Sources
 from buildsys.ruleset import Declaration
@@ -23,7 +23,7 @@ from .onnx_export import OnnxExportConfig
 from .partition import PartitionConfig
 from .quantize import Calibration, QuantizeConfig, Scheme
 from .specs import DELEGATE_IDS, RUNS_ON_LINUX, Backend, Spec
-from .verify import Tolerance, VerifyConfig
+from .verify import CASE_NAMES, CaseName, Tolerance, VerifyConfig
 
 # Default tolerances: float programs must match closely; quantized ones are held to what their
 # scheme achieves (TOOLCHAIN.md: int8 35-52 dB, int4 27-30 dB), well above garbage (< 0 dB).
@@ -54,6 +54,16 @@ class ArtifactDecl(Declaration):
     model: str  # label of a model() target
     verify: bool = True
     tolerance: Tolerance | None = None  # None: the default for the format and scheme
+    verify_cases: list[CaseName] | None = None  # numeric cases to run, e.g. ["example", "max"]; None: all
+
+    @field_validator("verify_cases")
+    @classmethod
+    def _cases(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and not value:
+            raise ValueError(f"name at least one of {', '.join(CASE_NAMES)}, or set verify = False to skip the check")
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError(f"names a case twice: {value}")
+        return value
 
     def dep_labels(self) -> list[str]:
         return [self.model]
@@ -109,14 +119,31 @@ def verified(
     compressed: bool = False,
 ) -> Planned:
     if not decl.verify:
+        if decl.verify_cases is not None:
+            raise ctx.error("verify_cases has no effect with verify = False")
         return Planned(artifact=artifact, ext=ext)
     config = VerifyConfig(
         model=model.export, format=fmt, numeric=numeric, tolerance=decl.tolerance or default, backends=list(backends),
-        compressed=compressed,
+        compressed=compressed, cases=verify_cases(ctx, decl, model.export, numeric),
     )
     inputs = {"artifact": artifact, **model.files, **(extra or {})}
     check = ctx.action("verify", config, inputs, ["report.json"])
     return Planned(artifact=artifact, ext=ext, checks=(check.output("report.json"),))
+
+
+def verify_cases(ctx: PlanContext, decl: ArtifactDecl, export: ExportConfig, numeric: bool) -> list[str]:
+    """The declared cases in canonical order (so any order gives the same action), checked
+    against what the model and the format offer."""
+    if decl.verify_cases is None:
+        return list(CASE_NAMES)
+    if not numeric:
+        raise ctx.error("verify_cases has no effect here: this artifact cannot run on Linux, so it is checked "
+                        "structurally, not case by case")
+    bounds = [c for c in decl.verify_cases if c != "example"]
+    if bounds and not any(export.dynamic_shapes.values()):
+        raise ctx.error(f"verify_cases names {', '.join(repr(b) for b in bounds)}, but {decl.model} has no dynamic "
+                        "dims: its only case is 'example'")
+    return [c for c in CASE_NAMES if c in decl.verify_cases]
 
 
 class Pt2Program(ArtifactDecl):

@@ -1,19 +1,33 @@
 """Step `verify`: prove an artifact computes what its eager model computes.
 
 Artifacts that run on Linux (.pte on XNNPACK or portable kernels, .pt2, .onnx, compiled
-AOTInductor) are run on the example inputs and at the min and max of every dynamic dim, and
-compared with the eager model (max abs error, SNR in dB). Artifacts that need a device (Core ML,
-MPS and Vulkan delegates, .mlpackage) get a structural check, and the report says so.
+AOTInductor) are run on the example inputs and at the min and max of every dynamic dim (the
+target's `verify_cases` may pick fewer), and compared with the eager model (max abs error, SNR
+in dB), next to the scale of the eager outputs. Artifacts that need a device (Core ML, MPS and
+Vulkan delegates, .mlpackage) get a structural check, and the report says so.
 """
 from __future__ import annotations
 
 import json
+import math
+import time
 from typing import Literal
 
 from .export import ExportConfig
 from .specs import Spec
 
 DEVICE_ONLY = "a numeric check needs the device: this backend does not run on Linux"
+CASE_NAMES = ("example", "min", "max")
+CaseName = Literal["example", "min", "max"]
+
+# Eager outputs with an RMS below this carry too little signal to compare: half precision keeps
+# at most 4 significant bits there (its smallest subnormal is 6e-8), and int8 activation
+# quantization floors its scale at float32 eps (1.2e-7), so such values round to zero. Trained
+# models' outputs are orders of magnitude larger; randomly initialized deep ones can vanish
+# (MobileNetV2Config(): about 1e-22).
+VANISHING_RMS = 1e-6
+VANISHING_CAUSE = "the model's outputs vanish (e.g. a random init whose activations shrink layer by layer)"
+VANISHING_FIX = "load trained weights (model(weights = ...)) to check this model's artifacts meaningfully"
 
 
 class Tolerance(Spec):
@@ -28,6 +42,7 @@ class VerifyConfig(Spec):
     tolerance: Tolerance = Tolerance()
     backends: list[str] = []  # delegate ids a .pte must contain, e.g. "XnnpackBackend"
     compressed: bool = False  # an .mlpackage with compressed weights: compare them in torch
+    cases: list[CaseName] = list(CASE_NAMES)  # which numeric cases run
 
 
 def shapes_at(cfg: ExportConfig, bound: str | None = None) -> dict[str, list[int]]:
@@ -39,14 +54,38 @@ def shapes_at(cfg: ExportConfig, bound: str | None = None) -> dict[str, list[int
     return shapes
 
 
-def cases(cfg: ExportConfig) -> list[tuple[str, dict[str, list[int]]]]:
-    """(name, input shapes): the example, then every dynamic dim at its min, then at its max."""
-    out = [("example", shapes_at(cfg))]
+def cases(cfg: ExportConfig, selected=CASE_NAMES) -> list[tuple[str, dict[str, list[int]]]]:
+    """(name, input shapes) of the selected cases: the example, then every dynamic dim at its
+    min, then at its max (a model without dynamic dims has the example only)."""
+    out = [("example", shapes_at(cfg))] if "example" in selected else []
     dims = [dim for axes in cfg.dynamic_shapes.values() for dim in axes.values()]
     for bound in ("min", "max") if dims else ():
-        named = sorted({f"{d.name}={getattr(d, bound)}" for d in dims})
-        out.append((f"{bound} ({', '.join(named)})", shapes_at(cfg, bound)))
+        if bound in selected:
+            named = sorted({f"{d.name}={getattr(d, bound)}" for d in dims})
+            out.append((f"{bound} ({', '.join(named)})", shapes_at(cfg, bound)))
     return out
+
+
+def reference_scale(tensors) -> dict:
+    """RMS and max |x| of the eager outputs' finite values, to read an error against."""
+    import torch
+
+    parts = [t.detach().reshape(-1).to(torch.float64) for t in tensors]
+    flat = torch.cat(parts) if parts else torch.zeros(0, dtype=torch.float64)
+    flat = flat[torch.isfinite(flat)]
+    if flat.numel() == 0:
+        return {"reference_rms": 0.0, "reference_max_abs": 0.0}
+    return {"reference_rms": float(flat.pow(2).mean().sqrt()), "reference_max_abs": float(flat.abs().max())}
+
+
+def _scale_text(scale: dict) -> str:
+    return f"eager outputs: RMS {scale['reference_rms']:.3g}, max |x| {scale['reference_max_abs']:.3g}"
+
+
+def _vanishing(scale: dict) -> str:
+    """How the eager outputs vanish, e.g. "~1e-21", or "all zeros"."""
+    rms = scale["reference_rms"]
+    return "all zeros" if rms == 0 else f"~1e{math.floor(math.log10(rms)):d}"
 
 
 def _runner(fmt: str):
@@ -55,47 +94,97 @@ def _runner(fmt: str):
     return {"pte": runners.run_pte, "pt2": runners.run_pt2, "onnx": runners.run_onnx, "aoti": runners.run_aoti}[fmt]
 
 
-def numeric_check(ctx, cfg: VerifyConfig) -> dict:
-    import torch
-    from torch.utils._pytree import tree_leaves
+class _Case:
+    """One numeric case: the eager reference and the artifact on the same inputs, timed."""
 
-    from .errors import StepError
-    from .modelio import example_inputs, load_model
-    from .runners import compare
+    def __init__(self, name: str, shapes: dict):
+        self.name, self.shapes = name, shapes
+        self.result: dict = {"case": name, "shapes": shapes}
+        self.failures: list[str] = []
+        self.vanishes = False
 
-    model = load_model(ctx.workspace, cfg.model.entry, cfg.model.init_seed, cfg.model.weights)
-    run = _runner(cfg.format)
-    results, failures = [], []
-    if cfg.format == "pte":  # a capacity below the declared max is clearer said than run into
-        from executorch.runtime import Runtime
+    def run(self, model, cfg: VerifyConfig, artifact, runner) -> None:
+        import torch
+        from torch.utils._pytree import tree_leaves
 
-        failures += _planned_shape_problems(Runtime.get().load_program(str(ctx.input_path("artifact"))), cfg)
-    for name, shapes in cases(cfg.model):
-        args, kwargs = example_inputs(cfg.model.inputs, cfg.model.keyword_inputs, shapes)
+        from .modelio import example_inputs
+        from .runners import compare
+
+        started = time.monotonic()
+        args, kwargs = example_inputs(cfg.model.inputs, cfg.model.keyword_inputs, self.shapes)
         with torch.no_grad():
             expected = [t.detach() for t in tree_leaves(model(*args, **kwargs))]
+        scale = reference_scale(expected)
+        # Integer outputs (ids, masks) compare exactly, whatever their size.
+        self.vanishes = any(t.is_floating_point() for t in expected) and scale["reference_rms"] < VANISHING_RMS
+        ran = time.monotonic()
         try:
-            got = run(ctx.input_path("artifact"), args, kwargs)
+            got = runner(artifact, args, kwargs)
         except Exception as err:  # the runtime refusing a declared shape is the finding
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            failures.append(f"{name}: the artifact failed to run: {first}")
-            results.append({"case": name, "shapes": shapes, "error": first})
-            continue
+            text = str(err).strip()
+            return self._fail(started, ran, text.splitlines()[0] if text else type(err).__name__,
+                              "the artifact failed to run: ")
         try:
             metrics = compare(expected, got)  # JSON-safe: max_abs_error is None when not finite
         except ValueError as err:  # output count or shape differs
-            failures.append(f"{name}: {err}")
-            results.append({"case": name, "shapes": shapes, "error": str(err)})
-            continue
+            return self._fail(started, ran, str(err))
+        self._time(started, ran)
+        self.result.update(metrics, **scale)
+        self._judge(metrics, scale, cfg.tolerance)
+
+    def _fail(self, started: float, ran: float, error: str, prefix: str = "") -> None:
+        self._time(started, ran)
+        self.result["error"] = error
+        self.failures.append(f"{self.name}: {prefix}{error}")
+
+    def _time(self, started: float, ran: float) -> None:
+        """All of the case (inputs, eager reference, artifact, comparison), and the artifact's run alone."""
+        now = time.monotonic()
+        self.result.update(seconds=round(now - started, 4), artifact_seconds=round(now - ran, 4))
+
+    def _judge(self, metrics: dict, scale: dict, tol: Tolerance) -> None:
         snr = metrics["snr_db"]
-        err_abs = metrics["max_abs_error"] if metrics["max_abs_error"] is not None else float("inf")
-        results.append({"case": name, "shapes": shapes, **metrics})
-        tol = cfg.tolerance
+        err = metrics["max_abs_error"] if metrics["max_abs_error"] is not None else float("inf")
         if tol.min_snr_db is not None and snr < tol.min_snr_db:
-            failures.append(f"{name}: SNR {snr:.1f} dB is below the required {tol.min_snr_db:g} dB (max abs error {err_abs:.3g})")
-        if tol.max_abs_error is not None and err_abs > tol.max_abs_error:
-            failures.append(f"{name}: max abs error {err_abs:.3g} exceeds {tol.max_abs_error:g} (SNR {snr:.1f} dB)")
+            self.failures.append(f"{self.name}: SNR {snr:.1f} dB is below the required {tol.min_snr_db:g} dB "
+                                 f"(max abs error {err:.3g}; {_scale_text(scale)})")
+        if tol.max_abs_error is not None and err > tol.max_abs_error:
+            self.failures.append(f"{self.name}: max abs error {err:.3g} exceeds {tol.max_abs_error:g} "
+                                 f"(SNR {snr:.1f} dB; {_scale_text(scale)})")
+        if self.failures and self.vanishes:  # a failing check stays failed, but says what it measured
+            self.failures.append(
+                f"{self.name}: the eager outputs themselves are {_vanishing(scale)}: {VANISHING_CAUSE}, too small for a "
+                f"meaningful comparison (int8 and half precision cannot hold values under {VANISHING_RMS:g}); {VANISHING_FIX}"
+            )
+
+
+def numeric_check(ctx, cfg: VerifyConfig) -> tuple[dict, list[str]]:
+    """The report, and warnings for a check that passed on vanishing outputs."""
+    from .errors import StepError
+    from .modelio import load_model
+
+    model = load_model(ctx.workspace, cfg.model.entry, cfg.model.init_seed, cfg.model.weights)
+    artifact, runner = ctx.input_path("artifact"), _runner(cfg.format)
+    failures, done, repeated = [], [], []
+    if cfg.format == "pte":  # a capacity below the declared max is clearer said than run into
+        from executorch.runtime import Runtime
+
+        failures += _planned_shape_problems(Runtime.get().load_program(str(artifact)), cfg)
+    ran: dict[str, str] = {}  # shapes -> the case that ran them
+    for name, shapes in cases(cfg.model, cfg.cases):
+        key = json.dumps(shapes, sort_keys=True)
+        if key in ran:  # same shapes, same seeded inputs, same outputs: running them again proves nothing
+            repeated.append({"case": name, "same_as": ran[key]})
+            continue
+        ran[key] = name
+        case = _Case(name, shapes)
+        case.run(model, cfg, artifact, runner)
+        done.append(case)
+        failures += case.failures
+    results = [c.result for c in done]
     report = {"numeric": True, "format": cfg.format, "tolerance": cfg.tolerance.model_dump(), "cases": results}
+    if repeated:
+        report["repeated"] = repeated
     if any(r.get("snr_db", 1.0) < 0 for r in results):
         hint = "the artifact's outputs are unrelated to the model's (SNR below 0 dB)"
         if "XnnpackBackend" in cfg.backends:
@@ -104,7 +193,13 @@ def numeric_check(ctx, cfg: VerifyConfig) -> dict:
         failures.append("hint: " + hint)
     if failures:
         raise StepError("verification failed against the eager model:\n  " + "\n  ".join(failures))
-    return report
+    vanished = [c for c in done if c.vanishes]
+    warnings = [
+        f"the check passed, but the eager outputs are {_vanishing(vanished[0].result)} "
+        f"({', '.join(c.name for c in vanished)}): {VANISHING_CAUSE}, so an absolute error bound means nothing here, "
+        f"and int8 or float16 artifacts of this model can lose them entirely; {VANISHING_FIX}"
+    ] if vanished else []
+    return report, warnings
 
 
 def pte_structure(ctx, cfg: VerifyConfig) -> dict:
@@ -214,8 +309,9 @@ def compressed_weights_check(ctx, cfg: VerifyConfig) -> dict:
 
 def run(ctx) -> dict:
     cfg = VerifyConfig.model_validate(ctx.config)
+    warnings = []
     if cfg.numeric:
-        report = numeric_check(ctx, cfg)
+        report, warnings = numeric_check(ctx, cfg)
     elif cfg.format == "pte":
         report = pte_structure(ctx, cfg)
     elif cfg.format == "mlpackage":
@@ -225,4 +321,4 @@ def run(ctx) -> dict:
     else:
         report = {"numeric": False, "format": cfg.format, "note": "not runnable here; nothing to compare"}
     ctx.output_path("report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
-    return {"verification": report}
+    return {"verification": report, **({"warnings": warnings} if warnings else {})}
