@@ -25,6 +25,9 @@ def _metrics_view(metrics: dict):
             parts.append(_verification_table(value))
         elif key == "delegation" and isinstance(value, dict):
             table = Table("ops", "count", title="delegation", title_justify="left", box=None)
+            for what, share in (("all ops", value.get("ops")), ("compute ops (conv, matmul, linear)", value.get("compute_ops"))):
+                if share and share.get("total"):
+                    table.add_row(f"{what} delegated", f"{share['delegated']} of {share['total']} ({share['share']:.0%})")
             for backend, n in value.get("delegated", {}).items():
                 table.add_row(f"delegated to {backend}", str(n))
             for op, n in value.get("portable", {}).items():
@@ -44,15 +47,18 @@ def _verification_table(report: dict):
                      f"max abs error {weights['max_abs_error']:.3g}, weakest weight {weights['weight_snr_db_min']} dB, "
                      f"{weights['compressed_mapped']}/{weights['compressed_consts']} weights mapped")
         return text
-    table = Table("case", "shapes", "max abs error", "SNR dB", title="verification against eager",
-                  title_justify="left", box=None)
+    table = Table("case", "shapes", "max abs error", "SNR dB", "eager RMS", "seconds",
+                  title="verification against eager", title_justify="left", box=None)
     for case in report.get("cases", []):
         shapes = escape(json.dumps(case.get("shapes", {})))
+        rms = f"{case['reference_rms']:.3g}" if "reference_rms" in case else ""
+        seconds = f"{case['seconds']:.2f}" if "seconds" in case else ""  # what the case cost: choose with verify_cases
         if "error" in case:
-            table.add_row(escape(case["case"]), shapes, "failed", escape(case["error"]))
+            table.add_row(escape(case["case"]), shapes, "failed", escape(case["error"]), rms, seconds)
         else:
             err = case["max_abs_error"]
-            table.add_row(escape(case["case"]), shapes, "inf" if err is None else f"{err:.3g}", f"{case['snr_db']:.1f}")
+            table.add_row(escape(case["case"]), shapes, "inf" if err is None else f"{err:.3g}", f"{case['snr_db']:.1f}",
+                          rms, seconds)
     return table
 
 

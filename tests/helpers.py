@@ -47,3 +47,15 @@ def read_events(path: Path) -> list[dict]:
 def by_status(events: list[dict], status: str) -> set[tuple[str, str]]:
     """(step, label) of the actions with this status."""
     return {(e["step"], e["label"]) for e in events if e["status"] == status}
+
+
+def action_results(workspace: Path, events: list[dict]) -> dict:
+    """(step, label) -> the ActionResult in the cache, for every action that ran or was cached."""
+    from buildsys.action_cache import ActionCache
+
+    cache = ActionCache(workspace / "cache")
+    try:
+        return {(e["step"], label): cache.get(e["action_key"])
+                for e in events if e["status"] in ("ran", "cached") for label in e["labels"]}
+    finally:
+        cache.close()

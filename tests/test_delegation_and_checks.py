@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from buildsys.action_cache import ActionCache
-from helpers import build, run_cli
+from helpers import action_results, build, run_cli
 
 WORKSPACE = Path(__file__).parent / "workspaces" / "checks"
 
@@ -21,13 +20,7 @@ def checks(tmp_path_factory):
     ws = tmp_path_factory.mktemp("checks")
     shutil.copytree(WORKSPACE, ws, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     proc, events = build(ws, extra=("--keep-going", "-j", "1"))
-    cache = ActionCache(ws / "cache")
-    results = {}
-    for e in events:
-        if e["status"] in ("ran", "cached"):
-            for label in e["labels"]:
-                results[(e["step"], label)] = cache.get(e["action_key"])
-    cache.close()
+    results = action_results(ws, events)
     failed = {(e["step"], e["label"]): e.get("error", "") for e in events if e["status"] == "failed"}
     return ws, proc, results, failed
 

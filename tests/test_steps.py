@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from buildsys.action_cache import ActionCache
-from helpers import REPO, build, run_cli
+from helpers import REPO, action_results, build, run_cli
 
 WORKSPACE = Path(__file__).parent / "workspaces" / "steps"
 EXPECTED_FAILURES = {
@@ -23,13 +22,7 @@ def steps(tmp_path_factory):
     for name in ("layers.py", "transformer.py"):  # the example workspace's Transformer
         shutil.copy(REPO / "models" / name, ws / "models" / name)
     proc, events = build(ws, extra=("--keep-going",))
-    cache = ActionCache(ws / "cache")
-    results = {}
-    for e in events:
-        if e["status"] in ("ran", "cached"):
-            for label in e["labels"]:
-                results[(e["step"], label)] = cache.get(e["action_key"])
-    cache.close()
+    results = action_results(ws, events)
     return ws, proc, events, results
 
 
