@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -148,32 +149,75 @@ def quantized_cell(metrics: dict | None) -> str:
     return f"{metrics.get('quantized_layers', NONE)} layers"
 
 
-def rows(ws: Path, results: Results):
-    models = [m for m in re.findall(r'^\s*name = "(\w+)",', (ZOO / "zoo.star").read_text(), re.M)]
+class Cell(NamedTuple):
+    """One model x variant: what became of it, and its numbers (strings, NONE when absent)."""
+
+    model: str
+    fmt: str
+    scheme: str
+    status: str  # built, failed, refused, pruned
+    why: str = ""
+    size: str = NONE
+    seconds: str = NONE
+    snr: str = NONE
+    delegated: str = NONE
+    quantized: str = NONE
+
+
+def cells(ws: Path, results: Results) -> list[Cell]:
+    models = re.findall(r'^\s*name = "(\w+)",', (ZOO / "zoo.star").read_text(), re.M)
     targets = declared(ws)
+    out = []
     for model in models:
         for variant, rule, attrs in variants("VARIANTS"):
             name = f"{model}_{variant}"
             label = f"//:{name}"
-            fmt, scheme = describe(rule, attrs)
-            if label not in targets:
-                yield [model, fmt, scheme, "not in the zoo (pruned: see zoo.star)", *[NONE] * 5]
-                continue
+            head = (model, *describe(rule, attrs))
             path = ws / "out" / f"{name}{EXT[rule]}"
-            row = [model, fmt, scheme]
-            if path.exists():
+            if label not in targets:
+                out.append(Cell(*head, "pruned", "not in the zoo (see zoo.star)"))
+            elif path.exists():
                 verify = results.metrics.get((label, "verify"), {}).get("verification")
-                row += ["built", f"{size_of(path):,}", f"{results.seconds[label]:.1f}", snr_cell(verify),
-                        delegation_cell(results.metrics.get((label, "partition"))),
-                        quantized_cell(results.metrics.get((label, "quantize"))) if "quantize" in attrs else NONE]
+                quantized = quantized_cell(results.metrics.get((label, "quantize"))) if "quantize" in attrs else NONE
+                out.append(Cell(*head, "built", "", f"{size_of(path):,}", f"{results.seconds[label]:.1f}",
+                                snr_cell(verify), delegation_cell(results.metrics.get((label, "partition"))), quantized))
             else:
                 why = results.failed.get(label, "not built (no failure recorded)")
-                row += [f"**failed** {why}", NONE, f"{results.seconds[label]:.1f}", NONE, NONE, NONE]
-            yield row
+                out.append(Cell(*head, "failed", why, seconds=f"{results.seconds[label]:.1f}"))
         for variant, rule, attrs in variants("REFUSED"):
-            fmt, scheme = describe(rule, attrs)
             why = refusal(ws, f"//:{model}_{variant}")
-            yield [model, fmt, scheme, f"**refused** {why}" if why else "plans (no longer refused)", NONE, NONE, NONE, NONE, NONE]
+            out.append(Cell(model, *describe(rule, attrs), "refused" if why else "plans", why or "no longer refused"))
+    return out
+
+
+def long_table(found: list[Cell]) -> None:
+    print("| model | format | scheme | result | size (bytes) | build s | min SNR | ops delegated (compute) | weights quantized |")
+    print("|---|---|---|---|---:|---:|---|---|---|")
+    for c in found:
+        result = c.status if c.status == "built" else f"**{c.status}** {c.why}"
+        row = [c.model, c.fmt, c.scheme, result, c.size, c.seconds, c.snr, c.delegated, c.quantized]
+        print("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+
+
+def matrix(found: list[Cell]) -> None:
+    """Format/scheme x model, one short cell each: the README's table."""
+    models = list(dict.fromkeys(c.model for c in found))
+    by = {(c.fmt, c.scheme, c.model): c for c in found}
+    print("| format | scheme | " + " | ".join(models) + " |")
+    print("|---|---|" + "---|" * len(models))
+    for fmt, scheme in dict.fromkeys((c.fmt, c.scheme) for c in found):
+        row = []
+        for model in models:
+            c = by[(fmt, scheme, model)]
+            if c.status == "built":
+                row.append(f"✓ {c.snr.split(' (')[0].replace('structural; decompressed weights', 'weights')}")
+            elif c.status == "failed":
+                row.append(f"✗ {c.why.split(':')[0]}")
+            else:
+                row.append({"pruned": "·", "refused": "refused"}.get(c.status, c.status))
+        print(f"| {fmt} | {scheme} | " + " | ".join(row) + " |")
+    print("\n✓ built and checked (min SNR over the cases; Core ML: structural), ✗ failed at that step, "
+          "refused: at plan time, with the reason, · not in the zoo")
 
 
 def warnings(results: Results) -> list[str]:
@@ -195,13 +239,13 @@ def main() -> None:
     if not (ws / "refused").is_dir():  # an older copy: plan the refusals in a fresh one
         shutil.copytree(ZOO / "refused", ws / "refused", ignore=shutil.ignore_patterns("__pycache__", "cache"))
     results = Results(ws)
-    print("| model | format | scheme | result | size (bytes) | build s | min SNR | ops delegated | weights quantized |")
-    print("|---|---|---|---|---:|---:|---|---|---|")
-    for row in rows(ws, results):
-        print("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
-    found = warnings(results)
-    if found:
-        print("\nWarnings:\n" + "\n".join(f"- {w}" for w in found))
+    found = cells(ws, results)
+    matrix(found)
+    print()
+    long_table(found)
+    notes = warnings(results)
+    if notes:
+        print("\nWarnings:\n" + "\n".join(f"- {w}" for w in notes))
     print(f"\nworkspace: {ws}")
 
 
