@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import StepError, user_frames
+from .toolchain_errors import explain
 
 
 class StepContext:
@@ -60,6 +61,16 @@ def _captured(log_path: str):
         os.close(saved[1])
 
 
+def _log_text(path: str, limit: int = 1 << 20) -> str:
+    """The end of an action's log so far (what the toolchain logged before it raised)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(path, "rb") as log:
+        log.seek(0, os.SEEK_END)
+        log.seek(max(0, log.tell() - limit))
+        return log.read().decode(errors="replace")
+
+
 def run_one(request: dict, workspace: Path) -> dict:
     ctx = StepContext(request, workspace)
     started = time.monotonic()
@@ -72,10 +83,13 @@ def run_one(request: dict, workspace: Path) -> dict:
             return {"ok": False, "error": str(err), "show_log": False}
         except Exception as err:
             traceback.print_exc()
-            # A model's own exception shows its frames; a toolchain failure needs the log.
+            # A model's own exception shows its frames; a toolchain failure is explained, and its
+            # traceback stays in the log (the engine prints the log's path).
             frames = user_frames(err, workspace)
-            error = f"{frames}\n{type(err).__name__}: {err}" if frames else f"{type(err).__name__}: {err}"
-            return {"ok": False, "error": error, "show_log": not frames}
+            if frames:
+                return {"ok": False, "error": f"{frames}\n{type(err).__name__}: {err}", "show_log": False}
+            step = request.get("step") or request["module"].rsplit(".", 1)[-1]
+            return {"ok": False, "error": explain(step, err, workspace, _log_text(request["log"])), "show_log": False}
     return {"ok": True, "metrics": metrics, "seconds": time.monotonic() - started}
 
 
