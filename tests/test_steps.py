@@ -201,5 +201,5 @@ def test_show_displays_metrics(steps):
     assert "compressed weights loaded into the torch model" in proc.stdout
     proc = run_cli(ws, "show", "//:hazard_batch_cap_xnnpack")
     assert proc.returncode == 1 and "not in out/: its checks have not passed" in proc.stdout
-    assert "verify: failed the last time it ran with these inputs" in proc.stdout
+    assert "verify: failed with these inputs" in proc.stdout
     assert "planned for at most [15, 3, 16, 16]" in proc.stdout
