@@ -63,7 +63,7 @@ class BuildConsole:
             body.append(f"\n\nThis is the failure recorded on {when} for exactly these inputs (that run took "
                         f"{outcome.replayed.seconds:.1f}s); it was not run again. Change an input, or build with "
                         "--retry-failed to rerun it.", style="yellow")
-        if outcome.log and outcome.log.strip():
+        if outcome.log and outcome.log.strip() and (outcome.show_log or self.verbose):
             lines = outcome.log.rstrip().splitlines()
             shown = lines if self.verbose else lines[-_LOG_TAIL:]
             head = f"\n\n-- action log (last {len(shown)} of {len(lines)} lines) --\n" if len(shown) < len(lines) else "\n\n-- action log --\n"

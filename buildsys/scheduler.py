@@ -38,7 +38,8 @@ class Outcome:
     seconds: float = 0.0
     result: ActionResult | None = None
     error: str | None = None
-    log: str | None = None  # the captured output of a failed action, when worth showing
+    log: str | None = None  # the captured output of a failed action
+    show_log: bool = True  # worth showing without --verbose (a step's own message says it all otherwise)
     log_path: Path | None = None  # where the whole log is kept
     reasons: list[str] | None = None  # with --explain: why it ran
     replayed: FailureRecord | None = None  # a recorded failure of this key, replayed instead of a run
@@ -197,8 +198,9 @@ class Scheduler:
 
     def _replay(self, action: Action, key: str, failure: FailureRecord) -> Outcome:
         log_path = self.cas.path(failure.log) if failure.log and self.cas.has(failure.log) else None
-        log = log_path.read_text(errors="replace") if log_path and failure.show_log else None
-        return Outcome(action, FAILED, key, 0.0, error=failure.error, log=log, log_path=log_path, replayed=failure)
+        log = log_path.read_text(errors="replace") if log_path else None
+        return Outcome(action, FAILED, key, 0.0, error=failure.error, log=log, show_log=failure.show_log,
+                       log_path=log_path, replayed=failure)
 
     def _input_path(self, value, staging: Path, name: str) -> dict:
         if isinstance(value, Sources):
@@ -260,7 +262,7 @@ class Scheduler:
                     ))
                 self._finish(Outcome(
                     action, FAILED, self._keys[aid], seconds, error=reply.get("error"),
-                    log=log_text if show_log else None,
+                    log=log_text, show_log=show_log,
                     log_path=self.cas.path(log_digest) if log_digest else None,
                 ))
                 return False
