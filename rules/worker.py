@@ -10,6 +10,7 @@ worker ran what before it.
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -71,6 +72,21 @@ def _log_text(path: str, limit: int = 1 << 20) -> str:
         return log.read().decode(errors="replace")
 
 
+_ENVIRONMENTAL_ERRNOS = {errno.ENOSPC, errno.ENOMEM, errno.EDQUOT, errno.EIO, errno.EMFILE, errno.ENFILE}
+
+
+def _environmental(err: BaseException | None) -> bool:
+    """Out of memory, disk or file handles, here or in what caused it (steps wrap errors): a failure
+    another run with the same inputs may not have."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, MemoryError) or (isinstance(err, OSError) and err.errno in _ENVIRONMENTAL_ERRNOS):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def run_one(request: dict, workspace: Path) -> dict:
     ctx = StepContext(request, workspace)
     started = time.monotonic()
@@ -80,9 +96,11 @@ def run_one(request: dict, workspace: Path) -> dict:
             metrics = module.run(ctx) or {}
         except StepError as err:
             traceback.print_exc()
-            return {"ok": False, "error": str(err), "show_log": False}
+            return {"ok": False, "error": str(err), "show_log": False, "transient": _environmental(err)}
         except Exception as err:
             traceback.print_exc()
+            if _environmental(err):  # the machine, not the inputs: the engine must not replay it
+                return {"ok": False, "error": f"{type(err).__name__}: {err}", "show_log": True, "transient": True}
             # A model's own exception shows its frames; a toolchain failure is explained, and its
             # traceback stays in the log (the engine prints the log's path).
             frames = user_frames(err, workspace)

@@ -172,3 +172,19 @@ def test_a_killed_engine_leaves_scratch_that_the_next_build_sweeps(tmp_path: Pat
     assert proc2.returncode == 0, proc2.stdout + proc2.stderr
     assert list((ws / "cache" / "tmp").iterdir()) == []
     assert not [p for p in (ws / "cache" / "cas").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_an_out_of_memory_failure_is_not_replayed(tmp_path: Path):
+    """MemoryError (like ENOSPC) is the machine's state, not the inputs': the next build runs it again."""
+    ws = copy_example(tmp_path)
+    (ws / "models" / "vision" / "BUILD.models").unlink()
+    (ws / "BUILD.models").write_text('model(name = "hungry", entry = "models.hungry:Hungry", inputs = {"x": tensor([2])})\n'
+                                     'pt2_program(name = "hungry_pt2", model = ":hungry")\n')
+    (ws / "models" / "hungry.py").write_text(
+        "import torch\n\n\nclass Hungry(torch.nn.Module):\n    def forward(self, x):\n"
+        "        raise MemoryError('no room for the activations')\n")
+    for events_file in ("first.jsonl", "second.jsonl"):
+        proc, events = build(ws, events=events_file)
+        failed = [e for e in events if e["status"] == "failed"]
+        assert proc.returncode == 1 and len(failed) == 1 and "no room for the activations" in failed[0]["error"]
+        assert "replayed" not in failed[0] and failed[0]["seconds"] > 0, failed
