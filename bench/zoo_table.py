@@ -8,6 +8,12 @@ step metrics from the action cache. The combinations modelbuild refuses at plan 
 declared in the zoo's refused/ workspace; each is planned alone (`query --actions`) and its
 message shown. With --workspace, an already built copy is read instead of building.
 
+Prints a format/scheme x model matrix (the README's table) with a note saying why for each
+failure and refusal, then one row per target, then the steps' warnings. Metrics read:
+verify's "verification" (numeric, cases[].snr_db, compressed_weights.snr_db); partition's
+"delegation" ("ops" and "compute_ops": delegated, total); quantize's "coverage" (weight_bytes,
+quantized_weight_bytes, layers, quantized_layers); every step's "warnings".
+
 Build seconds are the sum of the target's own actions (a shared export or quantize counts for
 each artifact that uses it), so they are CPU time of the steps, not wall time of the build.
 """
@@ -47,16 +53,29 @@ def describe(rule: str, attrs: str) -> tuple[str, str]:
     fmt = EXT[rule]
     if rule == "executorch_program":
         fmt += " " + ("coreml" if "coreml()" in attrs else "xnnpack" if "xnnpack" in attrs else "portable")
-    found = re.search(r'"(?:quantize|decompose)": "(\w+)"|"compress": (\w+\(\d*\))', attrs)
-    return fmt, (found.group(1) or found.group(2)) if found else ("fp16" if "coreml" in fmt + rule else "fp32")
+    found = re.search(r'"quantize": "(\w+)"|"compress": (\w+\(\d*\))', attrs)
+    if found:
+        return fmt, found.group(1) or found.group(2)
+    decomposed = re.search(r'"decompose": "(\w+)"', attrs)
+    precision = "fp16" if "coreml" in fmt + rule else "fp32"
+    return fmt, f"{precision}, {decomposed.group(1)}" if decomposed else precision
 
 
 def size_of(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
-def first_line(text: str) -> str:
-    return next((l.strip() for l in (text or "").splitlines() if l.strip()), "")
+def gist(text: str) -> str:
+    """A failure in one line: its first line, continued while that ends in ':', and any line
+    that says the cause or what to do."""
+    lines = [l.strip() for l in (text or "").splitlines() if l.strip()]
+    if not lines:
+        return ""
+    out = [lines[0]]
+    for line in lines[1:]:
+        if out[-1].endswith(":") or line.startswith(("cause:", "hint:", "workaround:")):
+            out.append(line)
+    return " ".join(out)
 
 
 def build(ws: Path, jobs: int) -> float:
@@ -96,7 +115,7 @@ class Results:
                 for label in e["labels"]:
                     self.seconds[label] += e["seconds"]
                     if e["status"] == "failed" and label not in self.failed:
-                        self.failed[label] = f"{e['step']}: {first_line(e.get('error'))}"
+                        self.failed[label] = f"{e['step']}: {gist(e.get('error'))}"
                     if e["status"] in ("ran", "cached"):
                         record = cache.get(e["action_key"])
                         if record is not None:
@@ -200,24 +219,31 @@ def long_table(found: list[Cell]) -> None:
 
 
 def matrix(found: list[Cell]) -> None:
-    """Format/scheme x model, one short cell each: the README's table."""
+    """Format/scheme x model, one short cell each, with why each failure or refusal happened
+    in numbered notes below: the README's table."""
     models = list(dict.fromkeys(c.model for c in found))
     by = {(c.fmt, c.scheme, c.model): c for c in found}
+    notes: dict[str, int] = {}
     print("| format | scheme | " + " | ".join(models) + " |")
     print("|---|---|" + "---|" * len(models))
     for fmt, scheme in dict.fromkeys((c.fmt, c.scheme) for c in found):
         row = []
         for model in models:
             c = by[(fmt, scheme, model)]
+            note = notes.setdefault(c.why, len(notes) + 1) if c.status in ("failed", "refused") else None
             if c.status == "built":
                 row.append(f"✓ {c.snr.split(' (')[0].replace('structural; decompressed weights', 'weights')}")
             elif c.status == "failed":
-                row.append(f"✗ {c.why.split(':')[0]}")
+                row.append(f"✗ ({note})")
+            elif c.status == "refused":
+                row.append(f"refused ({note})")
             else:
-                row.append({"pruned": "·", "refused": "refused"}.get(c.status, c.status))
+                row.append("·" if c.status == "pruned" else c.status)
         print(f"| {fmt} | {scheme} | " + " | ".join(row) + " |")
-    print("\n✓ built and checked (min SNR over the cases; Core ML: structural), ✗ failed at that step, "
-          "refused: at plan time, with the reason, · not in the zoo")
+    print("\n✓ built and checked: min SNR against eager over the cases (Core ML: structural, and for compressed "
+          "packages the decompressed weights in torch); ✗ failed; refused at plan time; · not in the zoo (pruned)\n")
+    for why, number in notes.items():
+        print(f"{number}. {why}")
 
 
 def warnings(results: Results) -> list[str]:
