@@ -1,7 +1,7 @@
 """The zoo's table: every model of tests/workspaces/zoo x every format and scheme, built or why
 not, with size, build seconds, SNR and the shares of ops delegated and of weights quantized.
 
-    .venv/bin/python bench/zoo_table.py [-j 2] [--workspace DIR]
+    .venv/bin/python bench/zoo_table.py [-j 2] [--full] [--workspace DIR]
 
 Builds a fresh copy of the zoo with a fresh cache (--keep-going), then reads each target's
 step metrics from the action cache. The combinations modelbuild refuses at plan time are
@@ -255,11 +255,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-j", "--jobs", type=int, default=2)
     parser.add_argument("--workspace", type=Path, help="read an already built copy of the zoo instead")
+    parser.add_argument("--full", action="store_true",
+                        help="every model with every variant, not the pruned set the tests build")
     args = parser.parse_args()
     ws = args.workspace
     if ws is None:
         ws = Path(tempfile.mkdtemp(prefix="mb-zoo-")) / "zoo"
         shutil.copytree(ZOO, ws, ignore=shutil.ignore_patterns("__pycache__", "out", "cache"))
+        if args.full:
+            build_file = ws / "BUILD.models"
+            build_file.write_text(build_file.read_text().replace("zoo_models(VARIANTS)", "zoo_models(VARIANTS, prune = False)"))
         wall = build(ws, args.jobs)
         print(f"zoo build: {wall:.0f} s wall with -j {args.jobs} (fresh cache, --keep-going)\n")
     if not (ws / "refused").is_dir():  # an older copy: plan the refusals in a fresh one
