@@ -6,6 +6,8 @@ Two families of schemes:
   calibration samples run through them (static only), convert_pt2e folds the weights to int8
   with quantize/dequantize pairs around each op, and the result is exported again with the
   model's dynamic shapes. Quantizes linear and conv (and the ops XNNPACK fuses with them).
+  Static activations are observed by histograms whose range search (in convert_pt2e) is slow
+  in torchao: rules/histogram_observer.py finds the same ranges faster.
 - torchao (`torchao_*`): quantize_ swaps each nn.Linear weight for a quantized tensor subclass,
   then the model is exported. The subclasses are unwrapped into plain int8/scale/zero-point
   parameters before export (as executorch.export's SourceTransformStage does). A program
@@ -14,6 +16,11 @@ Two families of schemes:
   parameter for a plain fp32 weight. Unwrapped, int8 weight-only lowers correctly, and int4
   weight-only fails loudly at lowering (`torchao::dequantize_affine` has no ExecuTorch
   kernel), which is better than wrong numbers.
+
+Both see transformers' Conv1D (GPT-2's projections) as the nn.Linear it is equivalent to. The
+metrics say which of the model's weight-bearing layers were quantized and what share of their
+weight bytes (rules/quantize_layers.py), and warn when that is under half, or when the program's
+weights are no smaller than the float model's.
 
 Calibration samples are seeded random tensors drawn from the model's input specs, or arrays
 read from a workspace file (.npz or .safetensors) holding, per input name, [N, *shape].
@@ -178,27 +185,79 @@ def _samples_from_file(workspace, ex: ExportConfig, file: str) -> list[tuple[tup
 
 
 def quantize_pt2e(model, cfg: QuantizeConfig, args, kwargs, samples, workspace):
-    """Export, annotate for XNNPACK, observe (static: on the samples), convert, export again."""
+    """Export, annotate for XNNPACK, observe (static: on the samples), convert, export again.
+    Returns the program and the names of the layers whose weights were quantized."""
     import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        XNNPACKQuantizer,
-        get_symmetric_quantization_config,
-    )
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from .histogram_observer import with_fast_histograms
 
     dynamic = cfg.scheme == "pt2e_int8_dynamic"
     captured = export_model(model, args, kwargs, cfg.export, workspace).module()
-    quantizer = XNNPACKQuantizer().set_global(
-        get_symmetric_quantization_config(is_per_channel=cfg.per_channel, is_dynamic=dynamic)
-    )
-    prepared = prepare_pt2e(captured, quantizer)
+    config = get_symmetric_quantization_config(is_per_channel=cfg.per_channel, is_dynamic=dynamic)
+    prepared = prepare_pt2e(captured, _xnnpack_quantizer().set_global(with_fast_histograms(config)))
     with torch.no_grad():
         for sample_args, sample_kwargs in samples or [(args, kwargs)]:
             prepared(*sample_args, **sample_kwargs)
     converted = convert_pt2e(prepared)
     _drop_unused_tensors(converted)
+    quantized = _layers_with_dequantized_weights(converted)
     # The converted module is a plain fx graph: non-strict export captures it as it is.
-    return export_model(converted, args, kwargs, cfg.export, workspace, strict=False), {}
+    return export_model(converted, args, kwargs, cfg.export, workspace, strict=False), quantized
+
+
+def _xnnpack_quantizer():
+    """XNNPACKQuantizer, but integer arithmetic stays integer. Its transform_for_annotation turns
+    every scalar operand of add/mul into a float32 tensor, also in integer ops: GPT-2's position ids
+    (arange + 0) become float, and the embedding they index fails."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import XNNPACKQuantizer
+
+    class Quantizer(XNNPACKQuantizer):
+        def transform_for_annotation(self, model):
+            before = {n.target for n in model.graph.nodes if n.op == "get_attr"}
+            model = super().transform_for_annotation(model)
+            added = {n for n in model.graph.nodes if n.op == "get_attr" and n.target not in before}
+            for node in model.graph.nodes:
+                val = node.meta.get("val")
+                if node.op == "call_function" and isinstance(val, torch.Tensor) and not val.dtype.is_floating_point:
+                    node.args = tuple(_scalar(model, a) if a in added else a for a in node.args)
+            for attr in added:
+                if not attr.users:
+                    model.graph.erase_node(attr)
+                    delattr(model, attr.target)
+            model.recompile()
+            return model
+
+    return Quantizer()
+
+
+def _scalar(model, attr):
+    """The Python number a scalar tensor attribute holds."""
+    value = getattr(model, attr.target).item()
+    return int(value) if float(value).is_integer() else value
+
+
+def _layers_with_dequantized_weights(gm) -> set[str]:
+    """Names of the modules whose linear/conv reads a dequantized weight (from nn_module_stack)."""
+    names = set()
+    for node in gm.graph.nodes:
+        if node.op == "call_function" and _is_weighted_op(node) and _reads_dequantized_weight(node):
+            stack = node.meta.get("nn_module_stack") or {}
+            if stack:
+                names.add(list(stack.values())[-1][0])
+    return names
+
+
+def _is_weighted_op(node) -> bool:
+    parts = str(node.target).split(".")
+    return parts[0] == "aten" and len(parts) > 1 and parts[1] in WEIGHTED_OPS and len(node.args) > 1
+
+
+def _reads_dequantized_weight(node) -> bool:
+    weight = node.args[1]
+    return getattr(weight, "op", None) == "call_function" and "dequantize" in str(weight.target)
 
 
 def _drop_unused_tensors(gm) -> None:
@@ -233,7 +292,8 @@ def _torchao_config(cfg: QuantizeConfig):
 
 
 def quantize_torchao(model, cfg: QuantizeConfig, args, kwargs, workspace):
-    """quantize_ the nn.Linear layers, unwrap the weight subclasses, export."""
+    """quantize_ the nn.Linear layers, unwrap the weight subclasses, export. Returns the program,
+    the names of the layers quantized, and those skipped because group_size does not divide them."""
     import torch
     from torchao.quantization import quantize_
     from torchao.utils import TorchAOBaseTensor, unwrap_tensor_subclass
@@ -247,7 +307,7 @@ def quantize_torchao(model, cfg: QuantizeConfig, args, kwargs, workspace):
 
     with torch.no_grad():
         quantize_(model, _torchao_config(cfg), filter_fn=chosen)
-    quantized = sum(1 for m in linears.values() if isinstance(m.weight, TorchAOBaseTensor))
+    quantized = {n for n, m in linears.items() if isinstance(m.weight, TorchAOBaseTensor)}
     unwrap_tensor_subclass(model)  # parametrizes the weights of child Linear modules
     if any(isinstance(p, TorchAOBaseTensor) for p in model.parameters()):
         from .errors import StepError
@@ -256,8 +316,30 @@ def quantize_torchao(model, cfg: QuantizeConfig, args, kwargs, workspace):
             f"{cfg.export.entry} is itself an nn.Linear: its quantized weight cannot be unwrapped for export "
             f"(a program keeping it computes garbage on XNNPACK); wrap it in a module"
         )
-    ep = export_model(model, args, kwargs, cfg.export, workspace)
-    return ep, {"quantized_layers": quantized, "linear_layers": len(linears), "skipped_layers": skipped}
+    return export_model(model, args, kwargs, cfg.export, workspace), quantized, skipped
+
+
+def _reasons(cfg: QuantizeConfig, layers, skipped: list[str]) -> dict[str, str]:
+    """Why each layer the scheme could leave in float was left, by layer name."""
+    from .quantize_layers import CONV1D
+
+    if cfg.scheme.startswith("pt2e_"):
+        mode = "dynamic" if cfg.scheme == "pt2e_int8_dynamic" else "static"
+        other = f"XNNPACKQuantizer's {mode} config did not annotate them"
+        embedding = "XNNPACKQuantizer does not quantize Embedding layers"
+    else:
+        other = f"{cfg.scheme} quantizes linear layers (and transformers' Conv1D) only"
+        embedding = f"Embedding layers are not quantized by {cfg.scheme}"
+    reasons = {}
+    for name, layer in layers.items():
+        if layer.kind.startswith("Embedding"):
+            reasons[name] = embedding
+        elif name in skipped:
+            reasons[name] = (f"skipped for group_size {cfg.group_size}: their input features are not a multiple "
+                             f"of {cfg.group_size}")
+        elif layer.kind not in ("Linear", CONV1D) or cfg.scheme.startswith("pt2e_"):
+            reasons[name] = other
+    return reasons
 
 
 # ---- metrics ----
@@ -282,49 +364,53 @@ def graph_summary(ep) -> dict:
         name = str(node.target)
         if name.split(".")[0] in QDQ_NAMESPACES:
             qdq[name] += 1
-        elif name.split(".")[0] == "aten" and name.split(".")[1] in WEIGHTED_OPS and len(node.args) > 1:
-            weight = node.args[1]
-            if getattr(weight, "op", None) == "call_function" and "dequantize" in str(weight.target):
-                fed += 1
+        elif _is_weighted_op(node) and _reads_dequantized_weight(node):
+            fed += 1
     return {"qdq_ops": dict(sorted(qdq.items())), "dequantized_weight_ops": fed}
 
 
 def run(ctx) -> dict:
     from .errors import StepError
     from .export import normalize, prepare
+    from .quantize_layers import Coverage, conv1d_to_linear, weight_bearing_layers
 
     cfg = QuantizeConfig.model_validate(ctx.config)
     ex = cfg.export
     samples = calibration_samples(ctx.workspace, cfg) if cfg.scheme == "pt2e_int8_static" else []
     model, args, kwargs = prepare(ctx.workspace, ex)
     before = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()])
+    layers = weight_bearing_layers(model)
+    converted_conv1d = conv1d_to_linear(model)
 
+    skipped: list[str] = []
     if cfg.scheme.startswith("pt2e_"):
-        ep, extra = quantize_pt2e(model, cfg, args, kwargs, samples, ctx.workspace)
+        ep, quantized = quantize_pt2e(model, cfg, args, kwargs, samples, ctx.workspace)
     else:
-        ep, extra = quantize_torchao(model, cfg, args, kwargs, ctx.workspace)
-
+        ep, quantized, skipped = quantize_torchao(model, cfg, args, kwargs, ctx.workspace)
+    coverage = Coverage(layers, quantized & set(layers), _reasons(cfg, layers, skipped))
     summary = graph_summary(ep)
-    # torchao: layers whose weight became quantized; pt2e: ops that read a dequantized weight
-    extra.setdefault("quantized_layers", summary["dequantized_weight_ops"])
-    if extra["quantized_layers"] == 0:
-        what = (
-            "torchao schemes quantize nn.Linear layers only"
-            if cfg.scheme.startswith("torchao_") else "XNNPACKQuantizer quantizes linear, conv and the ops fused with them"
-        )
-        skipped = extra.get("skipped_layers")
-        hint = f"; skipped for group_size {cfg.group_size}: {', '.join(skipped)}" if skipped else ""
-        raise StepError(f"scheme '{cfg.scheme}' quantized nothing in {ex.entry} ({what}{hint})")
+    if not coverage.quantized and not summary["dequantized_weight_ops"]:
+        left = "; ".join(f"{reason}: {names}" for reason, names in coverage.metrics()["left_float"].items())
+        raise StepError(f"scheme '{cfg.scheme}' quantized nothing in {ex.entry} ({left or 'it has no weight-bearing layers'})")
 
     normalize(ep, ctx.workspace)
     save_program(ep, ctx.output_path("program.pt2"))
+    after = _tensor_bytes(ep)
     metrics = {
         "scheme": cfg.scheme,
         **summary,
-        **extra,
-        "weight_bytes": {"before": before, "after": _tensor_bytes(ep)},
+        "quantized_layers": len(coverage.quantized),
+        "coverage": coverage.metrics(),
+        "weight_bytes": {"before": before, "after": after},
         "nodes": sum(1 for n in ep.graph.nodes if n.op == "call_function"),
     }
+    if skipped:
+        metrics["skipped_layers"] = skipped
+    if converted_conv1d:
+        metrics["conv1d_as_linear"] = converted_conv1d
     if cfg.scheme == "pt2e_int8_static":
         metrics["calibration_samples"] = len(samples)
+    warnings = coverage.warnings(cfg.scheme, before, after)
+    if warnings:
+        metrics["warnings"] = warnings
     return metrics

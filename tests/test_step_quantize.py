@@ -309,13 +309,44 @@ def test_group_size_skips_layers_that_do_not_divide(workspace, tmp_path):
     ragged = {"entry": f"{MODULE}:Ragged", "inputs": {"x": {"shape": [2, 48]}}}
     result = quantize(workspace, tmp_path / "r", {"export": ragged, "scheme": "torchao_int8_dynact_int4w"})
     assert result["ok"], result
-    assert result["metrics"]["skipped_layers"] == ["fc1"]
-    assert result["metrics"]["quantized_layers"] == 1
+    metrics = result["metrics"]
+    assert metrics["skipped_layers"] == ["fc1"]
+    assert metrics["quantized_layers"] == 1
+    # fc1 (48x64) holds 3/4 of the weight bytes: the build warns, naming it and why
+    cov = metrics["coverage"]
+    assert (cov["weight_bytes"], cov["quantized_weight_bytes"]) == ((48 * 64 + 64 * 16) * 4, 64 * 16 * 4)
+    [warning] = metrics["warnings"]
+    assert warning == (
+        "torchao_int8_dynact_int4w quantized 1 of 2 weight-bearing layers (25% of their weight bytes); left in float: "
+        "1 Linear layer (fc1; 75% of the weight bytes): skipped for group_size 32: their input features are not "
+        "a multiple of 32."
+    )
 
     narrow = {"entry": f"{MODULE}:Narrow", "inputs": {"x": {"shape": [2, 48]}}}
     result = quantize(workspace, tmp_path / "n", {"export": narrow, "scheme": "torchao_int4_weight_only"})
     assert not result["ok"]
-    assert "quantized nothing" in result["error"] and "skipped for group_size 32: fc" in result["error"]
+    assert "quantized nothing" in result["error"]
+    assert "skipped for group_size 32: their input features are not a multiple of 32: fc" in result["error"]
+
+
+@pytest.mark.parametrize("scheme,reason", [
+    ("pt2e_int8_dynamic", "XNNPACKQuantizer's dynamic config did not annotate them"),
+    ("torchao_int8_dynact_int8w", "torchao_int8_dynact_int8w quantizes linear layers (and transformers' Conv1D) only"),
+])
+def test_convs_left_in_float_are_named_in_a_warning(built, scheme, reason):
+    """ConvNet's weight bytes are mostly in its convs, which these schemes leave in float."""
+    metrics = built("conv", scheme)[0]["metrics"]
+    cov = metrics["coverage"]
+    assert cov["by_kind"] == {"Conv2d": {"layers": 2, "quantized": 0}, "Linear": {"layers": 1, "quantized": 1}}
+    assert cov["left_float"] == {reason: "conv1, conv2"}
+    [warning] = metrics["warnings"]
+    assert f"2 Conv2d layers (conv1, conv2; 71% of the weight bytes): {reason}" in warning
+
+
+def test_static_int8_quantizes_every_conv_and_linear(built):
+    cov = built("conv", "pt2e_int8_static")[0]["metrics"]["coverage"]
+    assert (cov["layers"], cov["quantized_layers"], cov["quantized_share"]) == (3, 3, 1.0)
+    assert "warnings" not in built("conv", "pt2e_int8_static")[0]["metrics"]
 
 
 @pytest.mark.parametrize(
