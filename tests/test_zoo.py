@@ -30,13 +30,6 @@ EXPECTED_FAILURES = {
     "//:bert_xnnpack_int8_weight_only": ("partition", ["Cannot view a tensor", "scaled_dot_product_attention"]),
 }
 
-# Defects the zoo found that are being fixed: these targets should build. Until they do, each is
-# an expected failure (xfail, with its message); once built, its test passes: remove the entry.
-PENDING = {
-    "//:gpt2_xnnpack_int8_dynamic": "pt2e quantization of GPT-2: prepare_pt2e turns the int scalar of `arange + 0` "
-                                    "(position ids) into a float tensor constant, so aten.embedding gets float indices",
-}
-
 
 @pytest.fixture(scope="module")
 def zoo(tmp_path_factory):
@@ -76,7 +69,7 @@ def test_the_zoo_has_every_architecture(zoo):
 def test_only_the_known_failures_fail(zoo):
     ws, proc, artifacts, _, failures = zoo
     unexpected = {l: f"{step}: {msg.splitlines()[0] if msg else ''}" for l, (step, msg) in failures.items()
-                  if l in artifacts and l not in EXPECTED_FAILURES and l not in PENDING}
+                  if l in artifacts and l not in EXPECTED_FAILURES}
     assert not unexpected, unexpected
     missing = [l for l, kind in artifacts.items() if l not in failures and not artifact_path(ws, l, kind).exists()]
     assert not missing, f"neither built nor failed: {missing}\n{proc.stdout[-2000:]}"
@@ -91,14 +84,6 @@ def test_what_the_toolchain_cannot_do_fails_saying_why(zoo, label):
     for fragment in fragments:
         assert fragment in failures[label][1]
     assert not artifact_path(ws, label, artifacts[label]).exists()
-
-
-@pytest.mark.parametrize("label", sorted(PENDING))
-def test_pending_defect_is_fixed(zoo, label):
-    ws, _, artifacts, _, failures = zoo
-    if label in failures:
-        pytest.xfail(f"{PENDING[label]}; fails today at {failures[label][0]}: {failures[label][1].splitlines()[0]}")
-    assert artifact_path(ws, label, artifacts[label]).exists()
 
 
 def runs_on_linux(label: str, kind: str) -> bool:
