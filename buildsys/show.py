@@ -21,6 +21,8 @@ def _metrics_view(metrics: dict):
     for key, value in metrics.items():
         if key == "warnings":
             parts.extend(f"[yellow]WARNING:[/] {escape(w)}" for w in value)
+        elif key == "coverage" and isinstance(value, dict) and "by_kind" in value:
+            parts.append(_coverage_table(value))
         elif key == "verification" and isinstance(value, dict):
             parts.append(_verification_table(value))
         elif key == "delegation" and isinstance(value, dict):
@@ -36,6 +38,19 @@ def _metrics_view(metrics: dict):
         else:
             parts.append(f"{key}: {escape(json.dumps(value, sort_keys=True))}")
     return Group(*parts)
+
+
+def _coverage_table(coverage: dict):
+    """What a quantization covered: layers by kind, and the share of weight bytes."""
+    title = (f"quantized {coverage['quantized_layers']} of {coverage['layers']} weight-bearing layers, "
+             f"{coverage['quantized_weight_bytes']:,} of {coverage['weight_bytes']:,} weight bytes "
+             f"({coverage['quantized_share']:.0%})")
+    table = Table("layers", "quantized", "of", title=escape(title), title_justify="left", box=None)
+    for kind, counts in coverage["by_kind"].items():
+        table.add_row(escape(kind), str(counts["quantized"]), str(counts["layers"]))
+    for reason, names in coverage.get("left_float", {}).items():
+        table.add_row(f"[dim]left in float: {escape(reason)}[/]", "", escape(str(names)))
+    return table
 
 
 def _verification_table(report: dict):
