@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .programs import load_program, save_program
+from .programs import load_program, save_program, sound_decompositions
 from .specs import Spec
 
 
@@ -44,7 +44,8 @@ def run(ctx) -> dict:
     cfg = DecomposeConfig.model_validate(ctx.config)
     from .export import normalize
 
-    ep = decompose(load_program(ctx.input_path("program")), cfg)
+    with sound_decompositions():
+        ep = decompose(load_program(ctx.input_path("program")), cfg)
     normalize(ep, ctx.workspace)
     save_program(ep, ctx.output_path("program.pt2"))
     return {"nodes": sum(1 for n in ep.graph.nodes if n.op == "call_function")}

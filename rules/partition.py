@@ -10,7 +10,7 @@ import re
 from collections import Counter
 from contextlib import contextmanager
 
-from .programs import load_program
+from .programs import load_program, sound_decompositions
 from .specs import Backend, CoremlBackend, Spec, coreml_options
 
 
@@ -176,7 +176,7 @@ def run(ctx) -> dict:
 
     cfg = PartitionConfig.model_validate(ctx.config)
     ep = load_program(ctx.input_path("program"))
-    with why_not_partitioned() as reasons:
+    with why_not_partitioned() as reasons, sound_decompositions():
         edge = to_edge_transform_and_lower(ep, partitioner=[_partitioner(b) for b in cfg.backends])
     summary = delegation_summary(edge.exported_program())
     warnings = delegation_warnings(edge.exported_program(), summary, cfg.backends, reasons)

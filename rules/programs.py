@@ -15,8 +15,13 @@ What the round trip changes (torch 2.13, compared node by node before save and a
   offset 0 (so re-saving GPT-2 changes those offsets in the file); tied weights come back in
   another `state_dict` order. Every step that reads values re-traces the program, and none reads
   the rest, so these are left as they are: a decomposed program saves the same bytes either way.
+
+Every step that decomposes a program to core ATen (ours or ExecuTorch's lowering) does it inside
+`sound_decompositions()`, which corrects one decomposition of torch 2.13 (see there).
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 
 def load_program(path):
@@ -54,3 +59,61 @@ def drop_unused_outputs(ep) -> int:
         if erased > before:
             gm.recompile()
     return erased
+
+
+@contextmanager
+def sound_decompositions():
+    """Within it, every decomposition table built (torch.export's default_decompositions(),
+    ExecuTorch's lowering) decomposes CPU scaled_dot_product_attention into a result laid out as
+    the op itself lays it out.
+
+    torch 2.13's decomposition of `_scaled_dot_product_flash_attention_for_cpu` (what
+    scaled_dot_product_attention runs on CPU) lays its result out as [seq, batch, heads, dim], as
+    nn.MultiheadAttention's query is; the op's meta, which export traced, lays it out as its query
+    (`empty_like(query)`), [batch, seq, heads, dim] in transformers. Export drops the `.contiguous()`
+    after `transpose(1, 2)` as a no-op there and records the later `.view()`s as valid; decomposed,
+    the tensor is not contiguous and the first view fails ("Cannot view a tensor with shape
+    [2, s, 32] and strides (32, 64, 1)": GPT-2's Conv1D, BERT with torchao weight-only linears), at
+    batch >= 2. Where both layouts agree, torch's own decomposition runs, so the graph is the same."""
+    import torch
+    from torch._decomp import global_decomposition_table
+
+    # The registry is read whenever a table is built, so this reaches tables built inside ExecuTorch.
+    registry = global_decomposition_table["post_autograd"]
+    op = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu.default
+    torchs = registry[op]
+    registry[op] = _flash_attention_for_cpu_as_traced
+    try:
+        yield
+    finally:
+        registry[op] = torchs
+
+
+def _flash_attention_for_cpu_as_traced(query, key, value, dropout_p=0.0, is_causal=False, *, attn_mask=None, scale=None):
+    """torch's decomposition of the op, with the result laid out in memory as its meta lays it out."""
+    import torch
+    from torch._decomp.decompositions import scaled_dot_product_flash_attention_for_cpu as torchs
+    from torch._prims_common import compute_elementwise_output_logical_to_physical_perm
+    from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+    order, _ = compute_elementwise_output_logical_to_physical_perm(query)  # empty_like(query)'s layout
+    mine, theirs = _strides(query.shape, order), _strides(query.shape, [2, 0, 1, 3])
+    if all(statically_known_true(n == 1) or statically_known_true(a == b) for n, a, b in zip(query.shape, mine, theirs)):
+        return torchs(query, key, value, dropout_p, is_causal, attn_mask=attn_mask, scale=scale)
+    output, attn = torch.ops.aten._scaled_dot_product_attention_math.default(
+        query, key, value, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal, dropout_mask=None,
+        scale=scale, enable_gqa=query.size(1) != key.size(1),
+    )
+    inverse = sorted(range(len(order)), key=order.__getitem__)
+    return output.permute(order).contiguous().permute(inverse), attn
+
+
+def _strides(shape, order) -> list:
+    """The strides of a dense tensor of `shape` whose dims lie in memory in `order`, outermost first."""
+    from torch._prims_common import make_contiguous_strides_for
+
+    physical = make_contiguous_strides_for([shape[d] for d in order])
+    strides = [None] * len(shape)
+    for position, dim in enumerate(order):
+        strides[dim] = physical[position]
+    return strides
