@@ -42,11 +42,25 @@ KNOWN: tuple[KnownFailure, ...] = (
     ),
     KnownFailure(
         r"Cannot view a tensor with shape .* as a tensor with shape",
-        "torch 2.13's core-ATen decomposition of scaled_dot_product_attention lays out its result unlike the "
-        "eager kernel, so a later .view() of it (transformers' Conv1D does one in GPT-2) finds it non-contiguous",
-        'build the model with eager attention (attn_implementation = "eager" in its transformers config) or '
-        'use .reshape() for that .view(); a pt2_program can keep the op whole with '
-        'keep_ops = ["aten.scaled_dot_product_attention.default"]',
+        "a core-ATen decomposition laid a tensor out in memory unlike the op it replaced, so a later .view() "
+        "that was valid when the model was exported finds it non-contiguous (torch 2.13 did this for "
+        "scaled_dot_product_attention, which modelbuild corrects: rules/programs.py sound_decompositions)",
+        "use .reshape() for that .view() in the model; a pt2_program can keep the op that makes the tensor whole "
+        'with keep_ops = ["<the op>"]',
+    ),
+    KnownFailure(
+        r"is not in Core ATen opset",
+        "ExecuTorch programs hold core-ATen ops only (and what a delegate takes whole); torch 2.13 has no core-ATen "
+        "decomposition of this op and no backend took it",
+        "rewrite the model's line that calls it with ops that decompose to core ATen, or ship the model as a "
+        "pt2_program() or aoti_package(), which keep the op",
+    ),
+    KnownFailure(
+        r"cannot parse value starting with: -",
+        "ExecuTorch 1.4.1's Vulkan serializer writes the delegate's graph as JSON for flatc, and writes a "
+        "non-finite constant (such as the -inf that fills an attention mask) in a form flatc cannot parse",
+        'lower this model to another backend (backends = ["xnnpack"], or none: portable kernels); Vulkan lowers '
+        "models without non-finite constants (CNNs)",
     ),
     KnownFailure(
         r"Missing out variants",
@@ -75,6 +89,7 @@ _WHERE = (
     r"convert function for op '(?P<op>[^']+)'",
     r"translating node %(?P<node>\S+)",
     r"Missing out variants: \{'?(?P<op>[^'},]+)",
+    r"Operator torch\._ops\.(?P<op>[\w.]+) is not in Core ATen opset",
 )
 
 
@@ -148,10 +163,12 @@ def _packages(err: BaseException) -> str:
 def explain(step: str, err: BaseException, workspace: Path, log: str = "") -> str:
     """The message for a toolchain failure of `step`: no traceback, the log has it."""
     text = _text(err)
-    # Converters often log the failing node rather than raise with it (coremltools' "ERROR - converting").
-    searched = text + "\n" + "\n".join(l for l in log.splitlines() if "ERROR" in l or "located at" in l)
+    # Converters often log the failing node rather than raise with it (coremltools' "ERROR - converting"),
+    # and tools the toolchain runs print their error (flatc's "error: cannot parse ...").
+    searched = text + "\n" + "\n".join(l for l in log.splitlines() if "ERROR" in l or "error:" in l or "located at" in l)
     root = _chain(err, context=False)[-1]  # what the toolchain chained explicitly (raise ... from)
     first = next((l.strip() for l in str(root).splitlines() if l.strip()), "")
+    first = re.sub(r"[^\s'\"]*site-packages/", "", first)  # a tool's path (flatc) reads as its package's
     lines = [f"the {step} step failed{_where(searched)}, in {_packages(root)} rather than in the model's code:",
              f"  {type(root).__name__}: {first}" if first else f"  {type(root).__name__}"]
     # torch.fx quotes the failing node's stack trace after this line; other frames are the toolchain's.

@@ -28,18 +28,14 @@ def mobilenet():
 class GPT2(nn.Module):
     """GPT-2 with its default (scaled_dot_product_attention) attention: token ids in, logits out."""
 
-    def __init__(self, attention: str = "sdpa"):
+    def __init__(self):
         super().__init__()
         config = GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=64, n_positions=32, use_cache=False,
-                            bos_token_id=63, eos_token_id=63, attn_implementation=attention)
+                            bos_token_id=63, eos_token_id=63, attn_implementation="sdpa")
         self.net = GPT2LMHeadModel(config)
 
     def forward(self, input_ids):
         return self.net(input_ids, use_cache=False, return_dict=False)[0]
-
-
-def gpt2_eager():
-    return GPT2("eager")
 
 
 class Digamma(nn.Module):
