@@ -25,9 +25,6 @@ EXPECTED_FAILURES = {
     "//:resnet_xnnpack_8da4w": ("quantize", ["quantized nothing", "group_size 32"]),
     # 4-bit k-means loses too much of a MobileNet's small depthwise and pointwise kernels
     "//:mobilenet_mlpackage_palettize4": ("verify", ["decompressed weights, SNR", "below the required 15 dB"]),
-    # torch's decomposition of sdpa (BERT's default attention) lays its result out unlike the eager
-    # kernel; with int8 weight-only linears a .view() of it then fails (GPT-2 in the zoo uses eager attention)
-    "//:bert_xnnpack_int8_weight_only": ("partition", ["Cannot view a tensor", "scaled_dot_product_attention"]),
 }
 
 

@@ -1,8 +1,7 @@
 """GPT-2-style decoder from transformers' GPT2Config, tiny: token ids in, logits out.
-Its projections are transformers' Conv1D, not nn.Linear. Eager attention: with the default
-(sdpa), decomposing the program fails in torch 2.13 ("Cannot view a tensor with shape [2, s, 32]
-and strides (32, 64, 1)": the sdpa output's traced strides differ from its decomposition's), so
-nothing but a plain .pt2 would build; BERT keeps sdpa and shows that failure where it remains."""
+Its projections are transformers' Conv1D, not nn.Linear, and its attention is transformers'
+default (sdpa), whose core-ATen decomposition torch 2.13 gets wrong at batch >= 2 unless
+modelbuild corrects it (rules/programs.py, sound_decompositions)."""
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -13,7 +12,7 @@ class GPT2(nn.Module):
     def __init__(self):
         super().__init__()
         config = GPT2Config(vocab_size=VOCAB, n_embd=32, n_layer=1, n_head=2, n_positions=32, use_cache=False,
-                            bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1, attn_implementation="eager")
+                            bos_token_id=VOCAB - 1, eos_token_id=VOCAB - 1)
         self.net = GPT2LMHeadModel(config)
 
     def forward(self, input_ids):
