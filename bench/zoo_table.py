@@ -1,7 +1,7 @@
 """The zoo's table: every model of tests/workspaces/zoo x every format and scheme, built or why
 not, with size, build seconds, SNR and the shares of ops delegated and of weights quantized.
 
-    .venv/bin/python bench/zoo_table.py [-j 2] [--full] [--workspace DIR]
+    .venv/bin/python bench/zoo_table.py [-j 2] [--workspace DIR]
 
 Builds a fresh copy of the zoo with a fresh cache (--keep-going), then reads each target's
 step metrics from the action cache. The combinations modelbuild refuses at plan time are
@@ -83,12 +83,6 @@ def build(ws: Path, jobs: int) -> float:
     subprocess.run([str(Path(sys.executable).parent / "modelbuild"), "build", "//...", "-k", "-j", str(jobs),
                     "--build-events", str(ws / "events.jsonl")], cwd=ws, capture_output=True, text=True)
     return time.monotonic() - start
-
-
-def declared(ws: Path) -> set[str]:
-    proc = subprocess.run([str(Path(sys.executable).parent / "modelbuild"), "query", "//...", "--output", "label"],
-                          cwd=ws, capture_output=True, text=True, check=True)
-    return set(proc.stdout.split())
 
 
 def refusal(ws: Path, label: str) -> str | None:
@@ -174,7 +168,7 @@ class Cell(NamedTuple):
     model: str
     fmt: str
     scheme: str
-    status: str  # built, failed, refused, pruned
+    status: str  # built, failed, refused
     why: str = ""
     size: str = NONE
     seconds: str = NONE
@@ -185,7 +179,6 @@ class Cell(NamedTuple):
 
 def cells(ws: Path, results: Results) -> list[Cell]:
     models = re.findall(r'^\s*name = "(\w+)",', (ZOO / "zoo.star").read_text(), re.M)
-    targets = declared(ws)
     out = []
     for model in models:
         for variant, rule, attrs in variants("VARIANTS"):
@@ -193,9 +186,7 @@ def cells(ws: Path, results: Results) -> list[Cell]:
             label = f"//:{name}"
             head = (model, *describe(rule, attrs))
             path = ws / "out" / f"{name}{EXT[rule]}"
-            if label not in targets:
-                out.append(Cell(*head, "pruned", "not in the zoo (see zoo.star)"))
-            elif path.exists():
+            if path.exists():
                 verify = results.metrics.get((label, "verify"), {}).get("verification")
                 quantized = quantized_cell(results.metrics.get((label, "quantize"))) if "quantize" in attrs else NONE
                 out.append(Cell(*head, "built", "", f"{size_of(path):,}", f"{results.seconds[label]:.1f}",
@@ -238,10 +229,10 @@ def matrix(found: list[Cell]) -> None:
             elif c.status == "refused":
                 row.append(f"refused ({note})")
             else:
-                row.append("·" if c.status == "pruned" else c.status)
+                row.append(c.status)
         print(f"| {fmt} | {scheme} | " + " | ".join(row) + " |")
     print("\n✓ built and checked: min SNR against eager over the cases (Core ML: structural, and for compressed "
-          "packages the decompressed weights in torch); ✗ failed; refused at plan time; · not in the zoo (pruned)\n")
+          "packages the decompressed weights in torch); ✗ failed; refused at plan time\n")
     for why, number in notes.items():
         print(f"{number}. {why}")
 
@@ -255,16 +246,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("-j", "--jobs", type=int, default=2)
     parser.add_argument("--workspace", type=Path, help="read an already built copy of the zoo instead")
-    parser.add_argument("--full", action="store_true",
-                        help="every model with every variant, not the pruned set the tests build")
     args = parser.parse_args()
     ws = args.workspace
     if ws is None:
         ws = Path(tempfile.mkdtemp(prefix="mb-zoo-")) / "zoo"
         shutil.copytree(ZOO, ws, ignore=shutil.ignore_patterns("__pycache__", "out", "cache"))
-        if args.full:
-            build_file = ws / "BUILD.models"
-            build_file.write_text(build_file.read_text().replace("zoo_models(VARIANTS)", "zoo_models(VARIANTS, prune = False)"))
         wall = build(ws, args.jobs)
         print(f"zoo build: {wall:.0f} s wall with -j {args.jobs} (fresh cache, --keep-going)\n")
     if not (ws / "refused").is_dir():  # an older copy: plan the refusals in a fresh one
