@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import Field
 
 from .programs import load_program
+from .toolchain_errors import explain
 from .specs import DimSpec, Spec
 
 _TWO_GB = 2**31 - 2**20  # protobuf's limit, less room for the graph itself
@@ -97,24 +98,6 @@ def _shape(value) -> list:
     return [d.dim_param if d.HasField("dim_param") else d.dim_value for d in dims]
 
 
-def _failure(err: BaseException) -> str:
-    """The exporter wraps the real cause several times: name the failing node and the root cause."""
-    import re
-
-    chain = [err]
-    while chain[-1].__cause__ is not None and len(chain) < 20:
-        chain.append(chain[-1].__cause__)
-    clean = [re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines() or [type(e).__name__] for e in chain]
-    root = f"{type(chain[-1]).__name__}: {clean[-1][0]}"
-    node = next((m.group(1) for lines in clean for m in [re.search(r"translating node %(\S+)", lines[0])] if m), None)
-    where = f" at node '{node}'" if node else ""
-    hint = ""
-    if node:
-        hint = ('\n  hint: decompose = "core_aten" on the onnx_model() exports the core-ATen decomposition, '
-                "which avoids many ops the ONNX exporter cannot translate")
-    return f"ONNX export failed{where}: {root}{hint}"
-
-
 def run(ctx) -> dict:
     import re
 
@@ -127,7 +110,7 @@ def run(ctx) -> dict:
     try:
         program = torch.onnx.export(ep, dynamo=True, verbose=False, opset_version=cfg.opset, optimize=cfg.optimize)
     except Exception as err:  # the exporter raises many types; all mean "no ONNX for this program"
-        raise StepError(_failure(err)) from err
+        raise StepError(explain("onnx_export", err, ctx.workspace)) from err  # the node, cause and workaround
 
     weight_bytes = sum(v.const_value.nbytes for v in program.model.graph.initializers.values() if v.const_value is not None)
     if weight_bytes > _TWO_GB:

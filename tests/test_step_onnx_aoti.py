@@ -220,3 +220,20 @@ def test_aoti_compiled_matches_eager(program, workspace):
     path, metrics = aoti(program, workspace, "aoti_so", compile=True)
     assert metrics["compiled"] is True and metrics["so_bytes"] > 0
     assert_close(run_aoti, path, workspace)
+
+
+def test_an_onnx_exporter_failure_names_the_node_and_the_workaround(tmp_path: Path):
+    """The exporter cannot translate 2-D scaled_dot_product_attention (the example Transformer)."""
+    from helpers import build, copy_example
+
+    ws = copy_example(tmp_path)
+    (ws / "models" / "vision" / "BUILD.models").unlink()
+    (ws / "BUILD.models").write_text(
+        'model(name = "transformer", entry = "models.transformer:Transformer", inputs = {"embedding": tensor([2, 32])})\n'
+        'onnx_model(name = "transformer_onnx", model = ":transformer")\n')
+    proc, events = build(ws, extra=("-j", "1"))
+    assert proc.returncode == 1
+    error = next(e["error"] for e in events if e["status"] == "failed")
+    assert error.startswith("the onnx_export step failed at node 'scaled_dot_product_attention'"), error
+    assert 'workaround: decompose = "core_aten"' in error and "Traceback" not in proc.stdout
+    assert "full log:" in proc.stdout
