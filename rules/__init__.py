@@ -33,6 +33,8 @@ _STEPS = [
     StepKind("onnx_export", "rules.onnx_export", ("torch", "onnx", "onnxscript")),
     StepKind("aoti", "rules.aoti", ("torch",), host_bound=True),
     StepKind("verify", "rules.verify", _ET + ("coremltools", "onnxruntime")),
+    StepKind("bundle", "rules.bundle", _ET),
+    StepKind("release", "rules.release", _ET + ("coremltools", "onnx", "onnxscript", "onnxruntime", "cryptography")),
 ]
 
 RULESET = RuleSet(
