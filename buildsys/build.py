@@ -28,6 +28,8 @@ class BuildOptions:
     build_events: Path | None = None
     explain: bool = False
     retry_failed: bool = False  # rerun actions whose failure is recorded for their current key
+    out_dir: Path | None = None  # default: <workspace>/out
+    settings: dict = field(default_factory=dict)  # build-wide settings the rules read, e.g. "sign_key"
 
 
 @dataclass
@@ -61,10 +63,11 @@ class Stores:
         self.action_cache.close()
 
 
-def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], stores: Stores):
+def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], stores: Stores,
+                  settings: dict | None = None):
     targets = TargetGraph(workspace, ruleset)
     labels = targets.expand(patterns)
-    planner = Planner(targets, ruleset, stores.digests)
+    planner = Planner(targets, ruleset, stores.digests, settings)
     planner.plan(labels)
     return targets, labels, planner
 
@@ -79,8 +82,8 @@ def build(
     stores = Stores(options.cache_dir)
     events = EventLog(options.build_events)
     try:
-        targets, labels, planner = load_and_plan(workspace, ruleset, options.patterns, stores)
-        out = OutTree(workspace.root / "out", stores.cas, stores.digests)
+        targets, labels, planner = load_and_plan(workspace, ruleset, options.patterns, stores, options.settings)
+        out = OutTree(options.out_dir or workspace.root / "out", stores.cas, stores.digests)
         summary = BuildSummary(labels, BuildState())
         # A target's artifact goes to out/ once it and all its checks have succeeded.
         waiting_on = {l: planner.planned[l].required_actions() for l in labels if planner.planned[l].artifact}

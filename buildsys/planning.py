@@ -19,6 +19,7 @@ from .digests import FileDigests, digest_json
 from .errors import UserError
 from .labels import Label
 from .pysources import module_file, python_closure
+from .revision import workspace_revision
 from .ruleset import RuleSet
 from .target_graph import Target, TargetGraph
 
@@ -33,10 +34,14 @@ class Sources:
         return digest_json([list(f) for f in self.files])
 
 
+# The name under which an action's reported metrics can be another action's input (as JSON).
+METRICS = "@metrics"
+
+
 @dataclass(frozen=True)
 class Output:
     action: str  # id of the producing action
-    name: str
+    name: str  # one of its outputs, or METRICS
 
 
 @dataclass
@@ -52,6 +57,10 @@ class Action:
     def output(self, name: str) -> Output:
         assert name in self.outputs, (self.step, name)
         return Output(self.id, name)
+
+    def metrics(self) -> Output:
+        """What the step reported (its metrics), as an input for a step that summarizes it."""
+        return Output(self.id, METRICS)
 
     @property
     def label(self) -> Label:
@@ -99,6 +108,18 @@ class PlanContext:
             raise self.error(f"file not found in package '//{self.label.package}': {', '.join(missing)}")
         return self._planner.sources([base / p for p in paths])
 
+    def setting(self, name: str):
+        """A build-wide setting given on the command line (e.g. a signing key), or None."""
+        return self._planner.settings.get(name)
+
+    def revision(self) -> dict:
+        """The workspace's version-control state: {"vcs": "git", "commit", "dirty"} or {"vcs": None}."""
+        return self._planner.revision()
+
+    def external_file(self, path: Path) -> Sources:
+        """A file the build was pointed at from outside the workspace (a key given on the command line)."""
+        return self._planner.sources([path])
+
     def dep(self, text: str) -> tuple[Target, Planned]:
         label = Label.parse(text, self.label.package)
         return self._planner.targets.targets[label], self._planner.planned[label]
@@ -110,8 +131,9 @@ class PlanContext:
 
 
 class Planner:
-    def __init__(self, targets: TargetGraph, ruleset: RuleSet, digests: FileDigests):
+    def __init__(self, targets: TargetGraph, ruleset: RuleSet, digests: FileDigests, settings: dict | None = None):
         self.targets = targets
+        self.settings = dict(settings or {})
         self.ruleset = ruleset
         self.digests = digests
         self.workspace_root = targets.workspace.root
@@ -119,6 +141,12 @@ class Planner:
         self.actions: dict[str, Action] = {}
         self.planned: dict[Label, Planned] = {}
         self._rule_digests: dict[str, str] = {}
+        self._revision: dict | None = None
+
+    def revision(self) -> dict:
+        if self._revision is None:
+            self._revision = workspace_revision(self.workspace_root)
+        return self._revision
 
     def sources(self, paths: list[Path]) -> Sources:
         root = self.workspace_root

@@ -26,6 +26,14 @@ class Declaration(BaseModel):
         """Labels (as written) of the targets this one depends on."""
         return []
 
+    def dep_patterns(self) -> list[str]:
+        """Patterns (`//pkg/...`, `//pkg:all`) whose targets this one depends on, those of the
+        kinds `selects` accepts (a release of `//...` does not ship its models, nor itself)."""
+        return []
+
+    def selects(self, kind: str) -> bool:
+        return True
+
 
 @dataclass(frozen=True)
 class TargetKind:

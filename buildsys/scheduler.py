@@ -21,8 +21,8 @@ from .action_cache import ActionCache, ActionResult, FailureRecord, OutputRecord
 from .cas import CAS, CorruptBlob
 from . import scratch
 from .explain import material, reasons
-from .digests import digest_json
-from .planning import Action, Planner, Sources
+from .digests import canonical_json, digest_json
+from .planning import METRICS, Action, Planner, Sources
 from .ruleset import RuleSet
 from .toolchain import toolchain
 from .workers import Worker, WorkerDied, WorkerPool
@@ -97,7 +97,10 @@ class Scheduler:
     def input_digest(self, value) -> str:
         if isinstance(value, Sources):
             return value.digest()
-        return self.state.outcomes[value.action].result.outputs[value.name].digest
+        result = self.state.outcomes[value.action].result
+        if value.name == METRICS:
+            return digest_json(result.metrics)
+        return result.outputs[value.name].digest
 
     def _material(self, action: Action, by_file: bool = False) -> dict:
         step = self.ruleset.steps[action.step]
@@ -205,6 +208,11 @@ class Scheduler:
     def _input_path(self, value, staging: Path, name: str) -> dict:
         if isinstance(value, Sources):
             return {"sources": [[p, d] for p, d in value.files]}
+        if value.name == METRICS:
+            path = staging / "in" / f"{name}.json"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(canonical_json(self.state.outcomes[value.action].result.metrics))
+            return {"path": str(path), "digest": self.input_digest(value), "is_tree": False}
         record = self.state.outcomes[value.action].result.outputs[value.name]
         if record.is_tree:
             path = staging / "in" / name
@@ -283,6 +291,8 @@ class Scheduler:
             result = ActionResult(
                 step=action.step, outputs=outputs, metrics=reply.get("metrics", {}), log=log_digest, seconds=seconds
             )
+            # As the cache will hand it back (inf and nan become null): a hit and a run read the same.
+            result = ActionResult.model_validate_json(result.model_dump_json())
             # The record goes in last: a crash before this line leaves blobs, never a dangling entry.
             self.cache.put(self._keys[aid], result)
             self.cache.put_note(self._explain_key(action), self._material(action, by_file=True))

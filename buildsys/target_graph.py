@@ -5,7 +5,7 @@ An edge a -> b means target a depends on target b.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import networkx as nx
 
@@ -63,26 +63,42 @@ class TargetGraph:
 
     def expand(self, patterns: list[str]) -> list[Label]:
         """The labels the patterns name, loading their packages and every dependency."""
-        wanted: list[Label] = []
-        for text in patterns:
-            pattern = Pattern.parse(text)
-            if pattern.recursive:
-                packages = [p for p in self.all_packages() if pattern.covers_package(p)]
-                if not packages:
-                    raise UserError(f"pattern '{text}' matches no package (no BUILD.models beneath it)")
-            else:
-                if pattern.package not in self.all_packages():
-                    raise UserError(f"no package '//{pattern.package}' (no BUILD.models in that directory)")
-                packages = [pattern.package]
-            matched = [t.label for p in packages for t in self.package(p) if pattern.matches(t.label)]
-            if pattern.name is not None and not matched:
-                names = [t.label.name for t in self.package(pattern.package)]
-                raise UserError(
-                    f"no target '{pattern.name}' in package '//{pattern.package}'{did_you_mean(pattern.name, names)}"
-                )
-            wanted.extend(matched)
+        wanted = [t.label for text in patterns for t in self._matching(text)]
         self._close_over(wanted)
         return sorted(set(wanted))
+
+    def _matching(self, text: str) -> list[Target]:
+        """The targets one pattern names, loading the packages it covers."""
+        pattern = Pattern.parse(text)
+        if pattern.recursive:
+            packages = [p for p in self.all_packages() if pattern.covers_package(p)]
+            if not packages:
+                raise UserError(f"pattern '{text}' matches no package (no BUILD.models beneath it)")
+        else:
+            if pattern.package not in self.all_packages():
+                raise UserError(f"no package '//{pattern.package}' (no BUILD.models in that directory)")
+            packages = [pattern.package]
+        matched = [t for p in packages for t in self.package(p) if pattern.matches(t.label)]
+        if pattern.name is not None and not matched:
+            names = [t.label.name for t in self.package(pattern.package)]
+            raise UserError(
+                f"no target '{pattern.name}' in package '//{pattern.package}'{did_you_mean(pattern.name, names)}"
+            )
+        return matched
+
+    def _pattern_deps(self, target: Target) -> Target:
+        """The target with the targets its dep patterns name added to its deps."""
+        found: set[Label] = set()
+        for text in target.decl.dep_patterns():
+            text = text if text.startswith("//") else f"//{target.label.package}{text}"  # ":all"
+            try:
+                matched = self._matching(text)
+            except UserError as err:
+                raise UserError(f"{target.kind}() '{target.label.name}': {err.message}", target.location) from None
+            found |= {t.label for t in matched if t.label != target.label and target.decl.selects(t.kind)}
+        if not found:
+            return target
+        return replace(target, deps=tuple(sorted(set(target.deps) | found)))
 
     def _close_over(self, labels: list[Label]) -> None:
         pending = list(labels)
@@ -90,7 +106,7 @@ class TargetGraph:
             label = pending.pop()
             if label in self.targets:
                 continue
-            target = next(t for t in self.package(label.package) if t.label == label)
+            target = self._pattern_deps(next(t for t in self.package(label.package) if t.label == label))
             self.targets[label] = target
             self.graph.add_node(label)
             for dep in target.deps:
