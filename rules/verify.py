@@ -14,6 +14,7 @@ import time
 from typing import Literal
 
 from .export import ExportConfig
+from .sizes import artifact_sizes
 from .specs import Spec
 
 DEVICE_ONLY = "a numeric check needs the device: this backend does not run on Linux"
@@ -320,5 +321,6 @@ def run(ctx) -> dict:
             report["compressed_weights"] = compressed_weights_check(ctx, cfg)
     else:
         report = {"numeric": False, "format": cfg.format, "note": "not runnable here; nothing to compare"}
+    report["size"] = artifact_sizes(ctx.input_path("artifact"), cfg.format)
     ctx.output_path("report.json").write_text(json.dumps(report, indent=1, sort_keys=True))
     return {"verification": report, **({"warnings": warnings} if warnings else {})}
