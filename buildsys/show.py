@@ -25,6 +25,8 @@ def _metrics_view(metrics: dict):
             parts.append(_coverage_table(value))
         elif key == "verification" and isinstance(value, dict):
             parts.append(_verification_table(value))
+            if isinstance(value.get("size"), dict):
+                parts.append(_size_table(value["size"]))
         elif key == "delegation" and isinstance(value, dict):
             table = Table("ops", "count", title="delegation", title_justify="left", box=None)
             for what, share in (("all ops", value.get("ops")), ("compute ops (conv, matmul, linear)", value.get("compute_ops"))):
@@ -74,6 +76,39 @@ def _verification_table(report: dict):
             err = case["max_abs_error"]
             table.add_row(escape(case["case"]), shapes, "inf" if err is None else f"{err:.3g}", f"{case['snr_db']:.1f}",
                           rms, seconds)
+    return table
+
+
+def _human_bytes(n: int) -> str:
+    """1.2 MB: decimal units, as file managers and app stores show sizes."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
+
+
+_SIZE_PARTS = {"program_bytes": "program", "graph_bytes": "graph", "model_bytes": "model spec",
+               "library_bytes": "compiled library", "sample_inputs_bytes": "sample inputs"}
+
+
+def _size_table(size: dict):
+    """The artifact's bytes: total, constant data (weights), each delegate's payload, other parts."""
+    table = Table("part", "", "bytes", title="size", title_justify="left", box=None)
+    table.columns[1].justify = table.columns[2].justify = "right"
+
+    def row(what: str, n: int) -> None:
+        table.add_row(what, _human_bytes(n), f"{n:,}")
+
+    row("total", size["total_bytes"])
+    row("constants (weights)", size["constant_bytes"])
+    inner = size.get("delegate_constant_bytes", {})
+    for backend, n in size.get("delegates", {}).items():
+        row(f"{escape(backend)} payload", n)
+        if inner.get(backend):  # counted in the constants above too
+            row("  of which weights", inner[backend])
+    for key, what in _SIZE_PARTS.items():
+        if key in size:
+            row(what, size[key])
     return table
 
 
