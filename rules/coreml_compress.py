@@ -14,6 +14,8 @@ aligned blobs, per-channel scales, a lookup table of up to 256 entries) eats tha
 palette of a 256-element float16 tensor makes weight.bin bigger, and int8 merely breaks even.
 
 The output is verified numerically on Linux by rules.coreml_check.compare_compressed_weights.
+Saving makes a new package (new UUIDs, a new conversion date): it is normalized as
+coreml_convert's is (rules.coreml_identity).
 """
 from __future__ import annotations
 
@@ -79,6 +81,7 @@ def run(ctx) -> dict:
     import coremltools.optimize.coreml as cto
 
     from .coreml_check import canonical_name, decompressed_weights, load_program, snr_db, weight_consts
+    from .coreml_identity import normalize_package
     from .errors import StepError
 
     cfg = CoremlCompressConfig.model_validate(ctx.config)
@@ -113,6 +116,7 @@ def run(ctx) -> dict:
     finally:
         if compressed.is_temp_package and compressed.package_path:
             shutil.rmtree(compressed.package_path, ignore_errors=True)
+    normalize_package(out)
 
     # Per-weight error against the input package's own (uncompressed) values, by const name.
     _, original_prog = load_program(src)

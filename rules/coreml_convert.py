@@ -11,9 +11,11 @@ without changing what it computes, so that ops it lacks but can express are expr
   decomposed, and only those (torch's wider `torch._decomp` table would turn the rest into
   prims, which coremltools lacks too).
 What remains unconvertible is refused with the op, the model line it comes from and what to do.
+The saved package is normalized (rules.coreml_identity): no random UUIDs, no date.
 """
 from __future__ import annotations
 
+from .coreml_identity import normalize_package
 from .errors import StepError
 from .programs import load_program
 from .toolchain_errors import COREML_VIA_EXECUTORCH, origin
@@ -92,7 +94,9 @@ def run(ctx) -> dict:
     if missing:
         raise StepError(unconvertible_message(missing, ct.__version__, ctx.workspace))
     mlmodel = ct.convert(ep, **coreml_options(cfg.compute_units, cfg.compute_precision, cfg.minimum_deployment_target))
-    mlmodel.save(str(ctx.output_path("model.mlpackage")))
+    package = ctx.output_path("model.mlpackage")
+    mlmodel.save(str(package))
+    normalize_package(package)
     spec = mlmodel.get_spec()
     metrics = {
         "inputs": [i.name for i in spec.description.input],

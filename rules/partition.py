@@ -1,15 +1,17 @@
 """Step `partition`: lower an exported program to ExecuTorch, delegating to backends (.pte).
 
 The Edge-dialect program between partitioning and serialization has no file form other than
-the .pte itself, so partitioning and serialization are one action.
+the .pte itself, so partitioning and serialization are one action. Core ML payloads are
+normalized as they are made (rules.coreml_payload), so every .pte is byte-reproducible.
 """
 from __future__ import annotations
 
 import logging
 import re
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
+from .coreml_payload import reproducible_coreml_payloads
 from .programs import load_program, sound_decompositions
 from .specs import Backend, CoremlBackend, Spec, coreml_options
 
@@ -176,7 +178,10 @@ def run(ctx) -> dict:
 
     cfg = PartitionConfig.model_validate(ctx.config)
     ep = load_program(ctx.input_path("program"))
-    with why_not_partitioned() as reasons, sound_decompositions():
+    # only for Core ML: the patch imports coremltools, seconds that other backends need not pay
+    coreml = any(isinstance(b, CoremlBackend) for b in cfg.backends)
+    payloads = reproducible_coreml_payloads() if coreml else nullcontext()
+    with why_not_partitioned() as reasons, sound_decompositions(), payloads:
         edge = to_edge_transform_and_lower(ep, partitioner=[_partitioner(b) for b in cfg.backends])
     summary = delegation_summary(edge.exported_program())
     warnings = delegation_warnings(edge.exported_program(), summary, cfg.backends, reasons)
