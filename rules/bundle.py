@@ -19,7 +19,8 @@ The bundled check is elementwise: |expected - actual| <= atol + rtol * |actual| 
   value), plus atol = 5 * e * RMS(expected): 5 standard deviations of a normal error at the SNR bound,
   which a program meeting it exceeds in under one element in a million. Float programs (60 dB) get
   rtol 1e-3, which holds float16 delegates (Core ML) as the float tolerance does; int8 (20-30 dB)
-  and int4 (15 dB) programs get 0.03-0.18, still far under a garbage output's error (about its RMS).
+  and int4 (15 dB) programs get 0.03-0.18: an output unrelated to the model's (off by about its RMS
+  in most elements) still exceeds the bound somewhere.
 The reference scale is the RMS of every case's floating expected outputs together (one rtol/atol
 pair, as a device lab's runner takes them); the values are in the metrics.
 """
@@ -83,7 +84,8 @@ def bundle_cases(model, cfg: BundleConfig) -> tuple[list[BundleCase], list[dict]
 
 def reference_outputs(model, inputs: list[tuple]) -> tuple[list[list], str]:
     """Eager outputs of each (args, kwargs), computed in float64 and rounded to float32 eager's
-    dtypes, or float32 eager's own when the model does not run in float64 or disagrees there."""
+    dtypes, or float32 eager's own when the model does not run in float64 or disagrees there.
+    Leaves the model in float64."""
     import torch
 
     from .runners import snr_db

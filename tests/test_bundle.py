@@ -108,6 +108,12 @@ def test_wrong_expected_outputs_fail_the_check_naming_case_and_output(ws, xnnpac
     assert len(failures) == 1, failures
     assert failures[0].startswith("case 'max (batch=8)', output 1: max abs error 0.25 exceeds the tolerance")
     assert "1 of 8 elements over" in failures[0]
+    # Even the loosest default (int4's 15 dB) rejects outputs of the right scale but for other inputs.
+    loose = bundle_tolerance(Tolerance(min_snr_db=15.0), report["reference_rms"])
+    _, cases = read_bundle(bpte)
+    swapped = [BundleCase(c.name, c.inputs, [t.roll(1, dims=0) for t in c.expected]) for c in cases[::2]]
+    failures = check_bundle(make_bundle(program, swapped), loose["rtol"], loose["atol"])
+    assert {f.split(",")[0] for f in failures} == {"case 0", "case 1"}, failures
 
 
 def test_a_check_the_program_misses_fails_the_step_with_the_tolerance(ws, tmp_path):
