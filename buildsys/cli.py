@@ -42,11 +42,83 @@ def cmd_build(args, console: Console) -> int:
         build_events=Path(args.build_events).resolve() if args.build_events else None,
         explain=args.explain,
         retry_failed=args.retry_failed,
+        settings=_settings(args),
     )
     with BuildConsole(console, args.verbose) as ui:
         summary = build(workspace, _ruleset(), options, ui.on_progress)
     ui.summary(summary)
     return 0 if summary.ok else 1
+
+
+def _settings(args) -> dict:
+    """Build-wide settings the rules read. A signing key is checked here, before any work."""
+    if not args.sign_key:
+        return {}
+    from rules.provenance import load_private_key
+
+    key = Path(args.sign_key).resolve()
+    try:
+        load_private_key(key)
+    except ValueError as err:
+        raise UserError(f"--sign-key: {err}") from None
+    return {"sign_key": key}
+
+
+def cmd_verify_release(args, console: Console) -> int:
+    """Check an archive against its manifest and provenance; with --rebuild, rebuild it from the
+    workspace with an empty cache and compare every file."""
+    import tempfile
+
+    from rich.table import Table
+
+    from rules import release_archive
+    from rules.release_check import check, compare_rebuilt, summary_rows
+
+    archive = Path(args.archive)
+    try:
+        checked = check(archive, Path(args.key) if args.key else None)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    release, source = checked.manifest.get("release", {}), checked.manifest.get("source", {})
+    commit = (f"commit {source.get('commit')}{' (dirty)' if source.get('dirty') else ''}" if source.get("vcs")
+              else "not from a git repository")
+    console.print(f"[bold]{escape(str(release.get('label')))}[/] version {escape(str(release.get('version')))}, "
+                  f"{escape(commit)}; {len(checked.files)} files, "
+                  f"provenance {'signed' + (' (signature verified)' if args.key else ' (pass --key to check the signature)') if checked.signed else 'unsigned'}",
+                  soft_wrap=True)
+    table = Table("artifact", "format", "bytes", "check", box=None)
+    for row in summary_rows(checked.manifest):
+        table.add_row(*map(escape, row))
+    console.print(table)
+    problems = list(checked.problems)
+    if args.rebuild:
+        from .build import BuildOptions, build
+        from .console import BuildConsole
+
+        workspace = Workspace.find()
+        with tempfile.TemporaryDirectory(prefix="modelbuild-rebuild-") as tmp:
+            options = BuildOptions(patterns=[release["label"]], cache_dir=Path(tmp) / "cache", jobs=args.jobs,
+                                   out_dir=Path(tmp) / "out")
+            with BuildConsole(console, args.verbose) as ui:
+                summary = build(workspace, _ruleset(), options, ui.on_progress)
+            ui.summary(summary)
+            if not summary.ok:
+                problems.append(f"the rebuild of {release['label']} failed")
+            else:
+                rebuilt_path = next(iter(summary.placed.values()))
+                rebuilt, _ = release_archive.read(rebuilt_path)
+                problems += compare_rebuilt(checked.files, rebuilt, checked.signed)
+                same = release_archive.sha256(rebuilt_path.read_bytes()) == release_archive.sha256(archive.read_bytes())
+                console.print(f"rebuilt with an empty cache: archive sha256 {release_archive.sha256(rebuilt_path.read_bytes())} "
+                              f"({'identical' if same else 'differs'})", soft_wrap=True)
+    for problem in problems:
+        console.print(f"[red]MISMATCH[/] {escape(problem)}", soft_wrap=True)
+    if problems:
+        console.print(f"[bold red]{archive}: {len(problems)} problem(s)[/]", soft_wrap=True)
+        return 1
+    checks = "every file matches its manifest and provenance" + (", and the rebuild is byte-identical" if args.rebuild else "")
+    console.print(f"[green]OK[/] {escape(str(archive))}: {checks}", soft_wrap=True)
+    return 0
 
 
 def cmd_query(args, console: Console) -> int:
@@ -133,7 +205,16 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--explain", action="store_true", help="say why each action ran (like ninja -d explain)")
     b.add_argument("--retry-failed", action="store_true",
                    help="rerun actions that failed before with the same inputs (by default their failure is replayed)")
+    b.add_argument("--sign-key", metavar="KEY", help="sign release provenance with this ed25519 private key (PEM)")
     b.set_defaults(run=cmd_build)
+
+    v = sub.add_parser("verify-release", help="check a release archive against its manifest and provenance")
+    v.add_argument("archive", help="the release's .tar.gz")
+    v.add_argument("--key", metavar="PUB", help="ed25519 public key (PEM) the provenance must be signed with")
+    v.add_argument("--rebuild", action="store_true",
+                   help="also rebuild it from this workspace with an empty cache and compare every file")
+    v.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes for --rebuild")
+    v.set_defaults(run=cmd_verify_release)
 
     q = sub.add_parser("query", help="list targets matching patterns")
     q.add_argument("patterns", nargs="+")

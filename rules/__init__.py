@@ -9,6 +9,7 @@ from .artifacts import (
     plan_onnx, plan_pt2,
 )
 from .model import ModelDecl, plan_model
+from .release_target import ReleaseDecl, plan_release
 from .specs import PRELUDE
 
 _TORCH = ("torch",)
@@ -21,6 +22,7 @@ _KINDS = [
     TargetKind("coreml_package", CoremlPackage, plan_coreml),
     TargetKind("onnx_model", OnnxModel, plan_onnx),
     TargetKind("aoti_package", AotiPackage, plan_aoti),
+    TargetKind("release", ReleaseDecl, plan_release),
 ]
 # Each step's module, and the distributions whose versions enter its action key.
 _STEPS = [

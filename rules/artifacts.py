@@ -6,11 +6,12 @@ placed in out/ only once it passes.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, field_validator
 
-from buildsys.planning import Output, PlanContext, Planned, Sources
+from buildsys.planning import METRICS, Output, PlanContext, Planned, Sources
 from buildsys.ruleset import Declaration
 
 from .aoti import AotiConfig
@@ -83,9 +84,28 @@ class ModelInputs:
             dynamic_shapes=decl.dynamic_shapes, strict=decl.strict, weights=weights,
             draft_report=decl.draft_export_report,
         )
+        self.label = str(target.label)
         self.files: dict[str, Sources] = {"sources": planned.provides["sources"]}
         if planned.provides["data"] is not None:
             self.files["data"] = planned.provides["data"]
+        self.quantized: Output | None = None  # the metrics of the quantize step, once planned
+
+
+@dataclass(frozen=True)
+class Shipped:
+    """What a release needs to know of an artifact: where it came from, how it was made and
+    checked, and (as metrics inputs) what its steps reported."""
+
+    format: str
+    model: str  # the model's label
+    export: ExportConfig
+    files: dict[str, Sources]  # the model's sources, weights and data
+    declaration: dict  # the artifact's declaration, as validated
+    producer: Output  # metrics of the step that wrote the artifact (delegation, conversion, ...)
+    quantize: Output | None  # metrics of the quantize step (coverage), if quantized
+    numeric: bool
+    tolerance: Tolerance
+    cases: list[str]
 
 
 def export_output(ctx: PlanContext, model: ModelInputs, quantize: Quantization | None = None) -> Output:
@@ -102,7 +122,9 @@ def export_output(ctx: PlanContext, model: ModelInputs, quantize: Quantization |
         export=model.export, scheme=quantize.scheme, per_channel=quantize.per_channel,
         group_size=quantize.group_size, calibration=calibration,
     )
-    return ctx.action("quantize", config, files, ["program.pt2"]).output("program.pt2")
+    action = ctx.action("quantize", config, files, ["program.pt2"])
+    model.quantized = action.metrics()
+    return action.output("program.pt2")
 
 
 def quantized_tolerance(quantize: Quantization | None) -> Tolerance:
@@ -118,17 +140,24 @@ def verified(
     numeric: bool, backends: list[str] = (), default: Tolerance = FLOAT_TOLERANCE, extra: dict | None = None,
     compressed: bool = False,
 ) -> Planned:
+    tolerance = decl.tolerance or default
+    if not decl.verify and decl.verify_cases is not None:
+        raise ctx.error("verify_cases has no effect with verify = False")
+    cases = verify_cases(ctx, decl, model.export, numeric) if decl.verify else list(CASE_NAMES)
+    shipped = Shipped(
+        format=fmt, model=model.label, export=model.export, files=dict(model.files),
+        declaration=decl.model_dump(mode="json"), producer=Output(artifact.action, METRICS), quantize=model.quantized,
+        numeric=numeric, tolerance=tolerance, cases=cases,
+    )
     if not decl.verify:
-        if decl.verify_cases is not None:
-            raise ctx.error("verify_cases has no effect with verify = False")
-        return Planned(artifact=artifact, ext=ext)
+        return Planned(artifact=artifact, ext=ext, provides={"shipped": shipped})
     config = VerifyConfig(
-        model=model.export, format=fmt, numeric=numeric, tolerance=decl.tolerance or default, backends=list(backends),
-        compressed=compressed, cases=verify_cases(ctx, decl, model.export, numeric),
+        model=model.export, format=fmt, numeric=numeric, tolerance=tolerance, backends=list(backends),
+        compressed=compressed, cases=cases,
     )
     inputs = {"artifact": artifact, **model.files, **(extra or {})}
     check = ctx.action("verify", config, inputs, ["report.json"])
-    return Planned(artifact=artifact, ext=ext, checks=(check.output("report.json"),))
+    return Planned(artifact=artifact, ext=ext, checks=(check.output("report.json"),), provides={"shipped": shipped})
 
 
 def verify_cases(ctx: PlanContext, decl: ArtifactDecl, export: ExportConfig, numeric: bool) -> list[str]:

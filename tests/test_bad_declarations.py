@@ -87,6 +87,32 @@ CASES = {
         r"BUILD\.models:6\b",
         r"group_size applies only to schemes",
     ),
+    "release_lists_a_model": (
+        GOOD_MODEL + 'release(name = "r", artifacts = [":m"], version = "1.0")\n',
+        r"BUILD\.models:6\b",
+        r"release\(\) 'r': artifacts lists //:m, a model\(\), but a release ships artifacts",
+    ),
+    "release_unknown_label": (
+        GOOD_MODEL + 'pt2_program(name = "p", model = ":m")\nrelease(name = "r", artifacts = [":pp"], version = "1.0")\n',
+        r"BUILD\.models:7\b",
+        r"depends on '//:pp', which does not exist \(did you mean 'p'\?\)",
+    ),
+    "release_pattern_of_nothing": (
+        GOOD_MODEL + 'release(name = "r", artifacts = ["//nowhere/..."], version = "1.0")\n',
+        r"BUILD\.models:6\b",
+        r"release\(\) 'r': pattern '//nowhere/\.\.\.' matches no package",
+    ),
+    "release_version_not_a_string": (
+        GOOD_MODEL + 'pt2_program(name = "p", model = ":m")\nrelease(name = "r", artifacts = [":p"], version = 1)\n',
+        r"BUILD\.models:7\b",
+        r"field 'version': .*version must be a string such as \"1\.4\.0\", got int 1",
+    ),
+    "release_same_path_twice": (
+        GOOD_MODEL + 'aoti_package(name = "x", model = ":m")\npt2_program(name = "x.aoti", model = ":m")\n'
+        'release(name = "r", artifacts = [":x", ":x.aoti"], version = "1.0")\n',
+        r"BUILD\.models:8\b",
+        r"//:x\.aoti and //:x would both be artifacts/x\.aoti\.pt2 in the archive",
+    ),
     "unknown_function": (
         'modle(name = "m")\n',
         r"BUILD\.models:1:1",

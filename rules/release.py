@@ -1,0 +1,134 @@
+"""Step `release`: pack verified artifacts, their test bundles, MANIFEST.json and the provenance
+into one deterministic .tar.gz (rules/release_archive.py).
+
+Everything in the archive is a function of the inputs and the config: no paths of this machine,
+no times but SOURCE_DATE_EPOCH, no timings of the runs that made the artifacts.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from buildsys.toolchain import toolchain
+
+from . import provenance, release_archive
+from .release_target import ReleaseConfig, ReleaseEntry
+from .sizes import artifact_sizes
+
+MANIFEST = "MANIFEST.json"
+PROVENANCE = "provenance.intoto.json"
+SCHEMA = "modelbuild.release/v1"
+# The distributions a release records (and its provenance lists as resolved dependencies).
+TOOLCHAIN = ("modelbuild", "torch", "executorch", "torchao", "coremltools", "onnx", "onnxscript", "onnxruntime",
+             "numpy", "safetensors")
+# Timings differ from run to run; a manifest holding them could not be reproduced.
+_TIMINGS = {"seconds", "artifact_seconds"}
+
+
+def _untimed(value):
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if k not in _TIMINGS}
+    if isinstance(value, list):
+        return [_untimed(v) for v in value]
+    return value
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _files_of(path: Path, name: str) -> dict[str, Path | None]:
+    """An artifact as archive entries: a file, or a directory's files and empty directories (None)."""
+    if path.is_dir():
+        return {f"{name}/{p.relative_to(path).as_posix()}": p if p.is_file() else None for p in sorted(path.rglob("*"))
+                if p.is_file() or (p.is_dir() and not any(p.iterdir()))}
+    return {name: path}
+
+
+def _entry(ctx, e: ReleaseEntry, files: dict[str, Path | bytes], digests: dict[str, str]) -> dict:
+    path = ctx.input_path(e.input)
+    own = _files_of(path, e.path)
+    files.update(own)
+    sizes = artifact_sizes(path, e.format)
+    producer = _json(ctx.input_path(e.producer))
+    item = {
+        "label": e.label,
+        "path": e.path,
+        "format": e.format,
+        "size": sum(p.stat().st_size for p in own.values() if p is not None),
+        "sizes": sizes,
+        "model": {"label": e.model, "sources": e.sources, "sources_sha256": release_archive.sha256(
+            json.dumps(sorted(e.sources.items())).encode()), "data": e.data},
+        "declaration": e.declaration,
+        "backends": {"declared": e.declaration.get("backends", []), "delegation": producer.get("delegation")},
+        "quantization": None,
+    }
+    if path.is_dir():  # a directory's digest: of its sorted (path, sha256) list
+        item["tree_sha256"] = release_archive.sha256(json.dumps(sorted(
+            (name.removeprefix(e.path + "/"), digests[name]) for name, p in own.items() if p is not None)).encode())
+        item["files"] = sum(1 for p in own.values() if p is not None)
+    else:
+        item["sha256"] = digests[e.path]
+    declared = e.declaration.get("quantize") or e.declaration.get("compress")
+    if declared is not None:
+        coverage = _json(ctx.input_path(e.quantize)).get("coverage") if e.quantize else None
+        item["quantization"] = {"declared": declared, "coverage": coverage}
+    item["verification"] = ({"passed": True, **_untimed(_json(ctx.input_path(e.report)))} if e.report
+                            else {"passed": None, "note": "not verified (verify = False)"})
+    warnings = list(producer.get("warnings", []))
+    if e.bundle:
+        bundle = ctx.input_path(e.bundle)
+        files[e.bundle_path] = bundle
+        item["bundle"] = {"path": e.bundle_path, "sha256": digests[e.bundle_path], "size": bundle.stat().st_size,
+                          **_untimed(_json(ctx.input_path(e.bundle_check)).get("bundle", {}))}
+    if warnings:
+        item["warnings"] = warnings
+    return item
+
+
+def _digests(ctx, cfg: ReleaseConfig) -> dict[str, str]:
+    out = {}
+    for e in cfg.entries:
+        for name, p in _files_of(ctx.input_path(e.input), e.path).items():
+            if p is not None:
+                out[name] = release_archive.sha256(p.read_bytes())
+        if e.bundle:
+            out[e.bundle_path] = release_archive.sha256(ctx.input_path(e.bundle).read_bytes())
+    return out
+
+
+def run(ctx) -> dict:
+    cfg = ReleaseConfig.model_validate(ctx.config)
+    files: dict[str, Path | bytes] = {}
+    digests = _digests(ctx, cfg)
+    artifacts = [_entry(ctx, e, files, digests) for e in cfg.entries]
+    tools = toolchain(TOOLCHAIN)
+    name = cfg.label.rpartition(":")[2]
+    release = {"label": cfg.label, "name": name, "version": cfg.version, "epoch": cfg.epoch}
+    manifest = {
+        "schema": SCHEMA,
+        "release": release,
+        "source": cfg.revision,
+        "toolchain": tools,
+        "artifacts": artifacts,
+        "files": {n: {"sha256": digests[n], "size": len(f) if isinstance(f, bytes) else f.stat().st_size}
+                  for n, f in sorted(files.items()) if f is not None},
+    }
+    files[MANIFEST] = provenance.dumps(manifest)
+    subjects = {**digests, MANIFEST: release_archive.sha256(files[MANIFEST])}
+    statement = provenance.dumps(provenance.statement(subjects, release, cfg.revision, tools))
+    if cfg.signed:
+        key_path = ctx.workspace / ctx.request["inputs"]["sign_key"]["sources"][0][0]
+        statement = provenance.sign(statement, provenance.load_private_key(key_path))
+    files[PROVENANCE] = statement
+    out = ctx.output_path("release.tar.gz")
+    release_archive.write(out, files, cfg.epoch)
+    warnings = []
+    if cfg.revision.get("dirty"):
+        warnings.append(f"the workspace has changes not committed to git: the provenance names commit "
+                        f"{cfg.revision.get('commit')} with dirty = true, and another clone of that commit builds "
+                        "a different release")
+    summary = {"artifacts": len(artifacts), "files": len(files), "bytes": out.stat().st_size,
+               "sha256": release_archive.sha256(out.read_bytes()), "signed": cfg.signed,
+               "bundles": sum(1 for a in artifacts if "bundle" in a)}
+    return {"release": summary, **({"warnings": warnings} if warnings else {})}
