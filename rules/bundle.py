@@ -15,12 +15,17 @@ The bundled check is elementwise: |expected - actual| <= atol + rtol * |actual| 
 `verify_method_outputs`). The artifact's tolerance gives both (`bundle_tolerance`):
 - max_abs_error, when declared, already is an elementwise bound: atol = max_abs_error, rtol = 0.
 - min_snr_db = S bounds the RMS error: RMS(actual - expected) <= e * RMS(expected), e = 10^(-S/20).
-  Each element may then be off by rtol = e of its own magnitude (quantization error grows with the
-  value), plus atol = 5 * e * RMS(expected): 5 standard deviations of a normal error at the SNR bound,
-  which a program meeting it exceeds in under one element in a million. Float programs (60 dB) get
-  rtol 1e-3, which holds float16 delegates (Core ML) as the float tolerance does; int8 (20-30 dB)
-  and int4 (15 dB) programs get 0.03-0.18: an output unrelated to the model's (off by about its RMS
-  in most elements) still exceeds the bound somewhere.
+  An SNR allows the error to gather in few elements, and quantized programs do gather it (GPT-2's
+  static int8 program at its longest sequence, where activations leave the calibrated range: one
+  element 11 times the error's RMS; other zoo programs 2-4 times). So atol = 16 * e * RMS(expected)
+  admits an error at the SNR bound concentrated in as few as 1 in 256 elements (16 = sqrt(256)),
+  and rtol = e lets each element be off by that share of its own magnitude as well (quantization
+  error grows with the value). Float programs (60 dB) get rtol 1e-3 and atol 0.016 x RMS, which
+  hold float16 delegates (Core ML) as the float tolerance does. From 24 dB up (16 e < 1) an output
+  unrelated to the model's, off by about its RMS in most elements, exceeds the bound; int8 static
+  (20 dB) and int4 (15 dB) programs are allowed errors near the outputs' own RMS, so on their
+  own bounds the elementwise check catches gross failures only, and the SNR against the bundled
+  expected outputs is the measure.
 The reference scale is the RMS of every case's floating expected outputs together (one rtol/atol
 pair, as a device lab's runner takes them); the values are in the metrics.
 """
@@ -37,7 +42,7 @@ from .specs import Spec
 from .verify import CASE_NAMES, VANISHING_CAUSE, VANISHING_FIX, VANISHING_RMS, CaseName, Tolerance
 
 METHOD = "forward"
-PEAK_FACTOR = 5.0  # atol in standard deviations of an error at the SNR bound
+PEAK_FACTOR = 16.0  # atol in RMS errors at the SNR bound: that error in 1 of 256 elements
 # float64 outputs rounded to float32 stand in for float32 eager's only when they agree this well
 FLOAT64_AGREEMENT_DB = 80.0
 DEVICE_NOTE = "the bundled check needs the device: this backend does not run on Linux"
