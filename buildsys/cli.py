@@ -69,8 +69,6 @@ def cmd_verify_release(args, console: Console) -> int:
     workspace with an empty cache and compare every file."""
     import tempfile
 
-    from rich.table import Table
-
     from rules import release_archive
     from rules.release_check import check, compare_rebuilt, summary_rows
 
@@ -86,10 +84,8 @@ def cmd_verify_release(args, console: Console) -> int:
                   f"{escape(commit)}; {len(checked.files)} files, "
                   f"provenance {'signed' + (' (signature verified)' if args.key else ' (pass --key to check the signature)') if checked.signed else 'unsigned'}",
                   soft_wrap=True)
-    table = Table("artifact", "format", "bytes", "check", box=None)
-    for row in summary_rows(checked.manifest):
-        table.add_row(*map(escape, row))
-    console.print(table)
+    for path, fmt, size, check_text in summary_rows(checked.manifest):  # whole paths, however narrow the terminal
+        console.print(f"  {escape(path)}  [dim]{fmt}, {size} bytes, {escape(check_text)}[/]", soft_wrap=True)
     problems = list(checked.problems)
     if args.rebuild:
         from .build import BuildOptions, build

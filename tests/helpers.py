@@ -23,12 +23,14 @@ def copy_example(dst: Path) -> Path:
     return dst
 
 
-def run_cli(workspace: Path, *args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_cli(workspace: Path, *args: str, timeout: float = 900, env: dict | None = None,
+            umask: int | None = None) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != "MODELBUILD_CACHE_DIR"}
     full_env.update(COLUMNS="200", **(env or {}))
     return subprocess.run(
         [sys.executable, "-m", "buildsys.cli", *args],
         cwd=workspace, capture_output=True, text=True, timeout=timeout, env=full_env,
+        preexec_fn=None if umask is None else lambda: os.umask(umask),
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import build, by_status, run_cli
+from helpers import build, by_status, copy_example, run_cli
 
 WORKSPACE = Path(__file__).parent / "workspaces" / "release"
 
@@ -242,3 +242,19 @@ def test_a_failed_artifact_fails_the_release(released):
     assert ("release", "//:with_broken") in by_status(events, "skipped")
     assert not (ws / "out" / "with_broken.tar.gz").exists()
     assert "this model is broken on purpose" in proc.stdout + proc.stderr
+
+
+def test_example_release_rebuilds_byte_identical_in_another_tree(example, tmp_path):
+    """The example's //:release (every format, Core ML included), built by the session's build, is
+    rebuilt by verify-release --rebuild in another directory with an empty cache, another time
+    zone, umask and locale: every file, and the archive itself, come out byte-identical."""
+    ws, _ = example
+    archive = ws / "out" / "release.tar.gz"
+    shipped = json.loads(members(archive)["MANIFEST.json"])["artifacts"]
+    assert len(shipped) == 20 and {a["format"] for a in shipped} == {"pt2", "pte", "mlpackage", "onnx", "aoti"}
+    other = copy_example(tmp_path / "elsewhere" / "deeper")
+    proc = run_cli(other, "verify-release", str(archive), "--rebuild", timeout=1500,
+                   env={"TZ": "Asia/Kolkata", "LC_ALL": "C", "LANG": "C"}, umask=0o077)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"archive sha256 {sha(archive)} (identical)" in proc.stdout, proc.stdout
+    assert "and the rebuild is byte-identical" in proc.stdout
