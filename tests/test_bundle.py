@@ -157,7 +157,8 @@ def test_a_coreml_program_is_bundled_for_the_device_not_checked(ws, tmp_path):
 
 
 def test_tolerances_derive_from_the_artifacts():
-    assert bundle_tolerance(Tolerance(max_abs_error=0.01), 2.0) == {"rtol": 0.0, "atol": 0.01, "basis": "max_abs_error 0.01"}
+    exact = bundle_tolerance(Tolerance(max_abs_error=0.01), 2.0)
+    assert exact == {"rtol": 0.0, "atol": 0.01, "basis": "max_abs_error 0.01"}
     snr20 = bundle_tolerance(Tolerance(min_snr_db=20.0), 2.0)
     assert (snr20["rtol"], snr20["atol"]) == (pytest.approx(0.1), pytest.approx(16 * 0.1 * 2.0))
 
