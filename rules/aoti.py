@@ -6,13 +6,20 @@ with g++ on first load. `compile = True` builds the .so now. Either way the resu
 this host: the flags say `-march=native` and name the CPU's vector ISA, and they hold the absolute
 include and library paths of this Python and torch.
 
-Reproducibility: inductor writes its cache directory's path into the generated code (compile
-commands appended as comments, the kernel file's name, the .so's debug info), and it appends
-those comments again each time a warm cache compiles the same graph. So each compile gets a
-fresh cache at a path fixed by the input's content. With that, both kinds of package come out
-byte-identical across processes on the same machine and venv.
+Reproducibility: inductor writes its cache directory's path into the package (compile and link
+commands appended to the sources as comments, `__FILE__` strings and line tables in the .so),
+and it appends those comments again each time a warm cache compiles the same graph. So each
+compile gets a fresh cache at a path fixed by the input's content, under /tmp rather than
+$TMPDIR (which differs between users, CI jobs and sandboxes). Precompiled headers are off: they
+live in $TMPDIR/torchinductor_<user>, and their path would land in the comments. With that,
+both kinds of package are byte-identical across processes, directories, users and TMPDIR on one
+host and venv. Not across hosts: `-march=native` compiles for this CPU (and the flags name its
+vector ISA), the flags hold the absolute include and library paths of this Python and torch, and
+the .so records the compiler's version.
 """
 from __future__ import annotations
+
+from contextlib import contextmanager
 
 from .programs import load_program
 from .specs import Spec
@@ -22,14 +29,49 @@ class AotiConfig(Spec):
     compile: bool = False  # False: a source package; True: also build the .so for this host's CPU
 
 
-def _cache_dir(program: bytes, cfg: AotiConfig):
-    """A fixed directory per (program, config): its path ends up in the package's bytes."""
-    import hashlib
+SHARED_ROOT = "/tmp/modelbuild-aoti"
+
+
+def _cache_root():
+    """Where compiles happen: /tmp/modelbuild-aoti, one path for every build on this host,
+    world-writable and sticky as /tmp is, so that every user can compile there. Where that
+    cannot be had: a directory of this user's under $TMPDIR (the package then depends on both)."""
+    import os
     import tempfile
     from pathlib import Path
 
+    root = Path(SHARED_ROOT)
+    try:
+        root.mkdir(exist_ok=True)
+        if root.stat().st_uid == os.getuid():
+            root.chmod(0o1777)
+        if os.access(root, os.W_OK | os.X_OK):
+            return root
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"modelbuild-aoti-{os.getuid()}"
+
+
+def _cache_dir(program: bytes, cfg: AotiConfig):
+    """A fixed directory per (program, config): its path ends up in the package's bytes."""
+    import hashlib
+
     digest = hashlib.sha256(program + cfg.model_dump_json().encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / "modelbuild-aoti" / digest
+    return _cache_root() / digest
+
+
+@contextmanager
+def _locked(cache):
+    """Hold the lock of a cache directory: another build may compile the same program now."""
+    import fcntl
+    import os
+
+    fd = os.open(cache.with_suffix(".lock"), os.O_RDONLY | os.O_CREAT, 0o444)  # others lock it too
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _package_summary(path) -> dict:
@@ -45,7 +87,6 @@ def _package_summary(path) -> dict:
 
 
 def run(ctx) -> dict:
-    import fcntl
     import shutil
 
     import torch
@@ -61,15 +102,22 @@ def run(ctx) -> dict:
     out = ctx.output_path("model.pt2")
     cache = _cache_dir(src.read_bytes(), cfg)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    with open(cache.with_suffix(".lock"), "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another build may compile the same program now
+    with _locked(cache):
         shutil.rmtree(cache, ignore_errors=True)
+        try:
+            # Ours alone: the path is predictable, so a directory someone else left here is not used.
+            cache.mkdir(mode=0o700)
+        except FileExistsError:
+            raise StepError(f"{cache} belongs to another user and cannot be removed; remove it and build again")
         try:
             with temporary_cache_dir(str(cache)):
                 torch._inductor.aoti_compile_and_package(
                     ep,
                     package_path=str(out),
-                    inductor_configs={"aot_inductor.package_cpp_only": not cfg.compile},
+                    inductor_configs={
+                        "aot_inductor.package_cpp_only": not cfg.compile,
+                        "aot_inductor.precompile_headers": False,  # their path is per user and TMPDIR
+                    },
                 )
         finally:
             shutil.rmtree(cache, ignore_errors=True)
