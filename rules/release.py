@@ -23,14 +23,38 @@ TOOLCHAIN = ("modelbuild", "torch", "executorch", "torchao", "coremltools", "onn
              "numpy", "safetensors")
 # Timings differ from run to run; a manifest holding them could not be reproduced.
 _TIMINGS = {"seconds", "artifact_seconds"}
+# Measured errors hold the rounding noise of the CPU that ran the checks (float32 kernels differ
+# with the SIMD width), so the manifest keeps them only to the precision that carries meaning:
+# SNR to 0.1 dB and capped (above FLOAT_EXACT_DB a float program differs by rounding alone),
+# errors and scales to 2 and 4 significant digits.
+FLOAT_EXACT_DB = 100.0
+_SIGNIFICANT = {"max_abs_error": 2, "reference_rms": 4, "reference_max_abs": 4}
 
 
-def _untimed(value):
-    if isinstance(value, dict):
-        return {k: _untimed(v) for k, v in value.items() if k not in _TIMINGS}
+def _significant(x: float, digits: int) -> float:
+    return float(f"{x:.{digits}g}")
+
+
+def _stable(value):
+    """A step's report as the manifest keeps it: no timings, measurements at meaningful precision."""
     if isinstance(value, list):
-        return [_untimed(v) for v in value]
-    return value
+        return [_stable(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out = {}
+    for k, v in value.items():
+        if k in _TIMINGS:
+            continue
+        if k == "snr_db" and isinstance(v, (int, float)):
+            out[k] = min(round(v, 1), FLOAT_EXACT_DB)
+        elif k in _SIGNIFICANT and isinstance(v, float):
+            exact = isinstance(value.get("snr_db"), (int, float)) and value["snr_db"] >= FLOAT_EXACT_DB
+            if k == "max_abs_error" and exact:
+                continue  # float rounding noise, different on every CPU
+            out[k] = _significant(v, _SIGNIFICANT[k])
+        else:
+            out[k] = _stable(v)
+    return out
 
 
 def _json(path: Path) -> dict:
@@ -73,14 +97,16 @@ def _entry(ctx, e: ReleaseEntry, files: dict[str, Path | bytes], digests: dict[s
     if declared is not None:
         coverage = _json(ctx.input_path(e.quantize)).get("coverage") if e.quantize else None
         item["quantization"] = {"declared": declared, "coverage": coverage}
-    item["verification"] = ({"passed": True, **_untimed(_json(ctx.input_path(e.report)))} if e.report
+    item["verification"] = ({"passed": True, **_stable(_json(ctx.input_path(e.report)))} if e.report
                             else {"passed": None, "note": "not verified (verify = False)"})
     warnings = list(producer.get("warnings", []))
     if e.bundle:
         bundle = ctx.input_path(e.bundle)
         files[e.bundle_path] = bundle
+        check = _json(ctx.input_path(e.bundle_check)).get("bundle", {})
+        check.pop("max_abs_error", None)  # the worst case's, which the cases list at a stable precision
         item["bundle"] = {"path": e.bundle_path, "sha256": digests[e.bundle_path], "size": bundle.stat().st_size,
-                          **_untimed(_json(ctx.input_path(e.bundle_check)).get("bundle", {}))}
+                          **_stable(check)}
     if warnings:
         item["warnings"] = warnings
     return item
