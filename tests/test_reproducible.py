@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import action_results, read_events
+from helpers import REPO, action_results, read_events
 
 WORKSPACE = Path(__file__).parent / "workspaces" / "reproducible"
 # Every format modelbuild writes, and the artifact of the workspace built in it.
@@ -112,19 +112,27 @@ def test_normalized_mlpackage_reads_as_the_converted_model(builds, tmp_path):
     import coremltools as ct
 
     from buildsys.cas import CAS
-    from rules.coreml_convert import CoremlConvertConfig, convertible
     from rules.coreml_identity import CONVERSION_DATE
-    from rules.programs import load_program
-    from rules.specs import coreml_options
 
     ws = builds[0]
     results = action_results(ws, read_events(ws / "events.jsonl"))
     (program,) = results[("decompose", "//:block_mlpackage")].outputs.values()
-    cfg = CoremlConvertConfig()  # block_mlpackage is declared with the defaults
-    ep, _ = convertible(load_program(CAS(ws / "cache").path(program.digest)))
     raw_path = tmp_path / "raw.mlpackage"
-    ct.convert(ep, **coreml_options(cfg.compute_units, cfg.compute_precision, cfg.minimum_deployment_target)).save(
-        str(raw_path))
+    # In a fresh process, as the worker converted it: coremltools numbers op names with counters
+    # global to a process, so this process's earlier conversions would rename the ops.
+    convert = (
+        "import sys, coremltools as ct\n"
+        "from rules.coreml_convert import CoremlConvertConfig, convertible\n"
+        "from rules.programs import load_program\n"
+        "from rules.specs import coreml_options\n"
+        "cfg = CoremlConvertConfig()  # block_mlpackage is declared with the defaults\n"
+        "ep, _ = convertible(load_program(sys.argv[1]))\n"
+        "ct.convert(ep, **coreml_options(cfg.compute_units, cfg.compute_precision, "
+        "cfg.minimum_deployment_target)).save(sys.argv[2])\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", convert, str(CAS(ws / "cache").path(program.digest)), str(raw_path)],
+                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert proc.returncode == 0, proc.stderr
 
     normalized_path = ws / "out" / "block_mlpackage.mlpackage"
     raw = ct.models.MLModel(str(raw_path), skip_model_load=True).get_spec()
