@@ -4,14 +4,23 @@ It also remembers deterministic failures by key (as Olive replays a cached pass 
 action that failed with exactly these inputs fails again at once, until an input changes or the
 user asks for a retry. Only failures the step itself reported are recorded; a worker that died or
 an engine fault says nothing about the inputs and is never recorded.
+
+A record names the key it was stored under and the digest of its own content: a record that
+does not parse, does not validate, sits under another key or does not match its digest (a copied,
+edited or torn record) is dropped as a miss, with a warning. A store SQLite cannot read is moved
+aside and started afresh: the CAS keeps the blobs, so the cost is rerunning, never a wrong result.
 """
 from __future__ import annotations
 
+import os
+import sqlite3
 import time
 from pathlib import Path
 
 import diskcache
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+
+from .digests import canonical_json, digest_json
 
 
 class OutputRecord(BaseModel):
@@ -28,6 +37,24 @@ class ActionResult(BaseModel):
     seconds: float = 0.0
 
 
+class _Sealed(BaseModel):
+    """What the store holds: a record, the key it belongs to, and the digest of both."""
+
+    key: str
+    record: dict
+    digest: str
+
+    @staticmethod
+    def seal(key: str, record: BaseModel) -> str:
+        body = record.model_dump(mode="json")
+        return canonical_json({"key": key, "record": body, "digest": digest_json({"key": key, "record": body})})
+
+    def opened(self, key: str) -> dict | None:
+        if self.key != key or self.digest != digest_json({"key": self.key, "record": self.record}):
+            return None
+        return self.record
+
+
 class FailureRecord(BaseModel):
     step: str
     error: str
@@ -39,27 +66,68 @@ class FailureRecord(BaseModel):
 
 class ActionCache:
     def __init__(self, root: Path):
+        self.dir = root / "ac"
+        self.warnings: list[str] = []  # what was wrong with the store, for the build's summary
         # diskcache commits each set in one SQLite transaction: a record is whole or absent.
-        self._db = diskcache.Cache(str(root / "ac"))
+        try:
+            self._db = diskcache.Cache(str(self.dir))
+            self._db.get("probe")  # a damaged file can open and fail only at its first read
+        except sqlite3.DatabaseError as err:
+            self._db = self._recreate(err)
+
+    def _recreate(self, err: Exception) -> diskcache.Cache:
+        aside = self.dir.with_name(f"ac.unreadable-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+        os.replace(self.dir, aside)
+        self.warnings.append(f"the action cache {self.dir} could not be read ({err}); it was moved to {aside} and a "
+                             "new one started: actions run again, and cached blobs are reused")
+        return diskcache.Cache(str(self.dir))
+
+    def _read(self, key, model: type[BaseModel]):
+        try:
+            raw = self._db.get(key)
+        except sqlite3.DatabaseError as err:
+            self._drop(key, f"unreadable ({err})")
+            return None
+        if raw is None:
+            return None
+        try:
+            record = _Sealed.model_validate_json(raw).opened(key[1] if isinstance(key, tuple) else key)
+            if record is None:
+                self._drop(key, "stored under another key, or altered since it was written")
+                return None
+            return model.model_validate(record)
+        except (ValidationError, ValueError, TypeError) as err:
+            self._drop(key, f"malformed ({type(err).__name__})")
+            return None
+
+    def _drop(self, key, why: str) -> None:
+        name = key[1] if isinstance(key, tuple) else key
+        self.warnings.append(f"dropped the action-cache record {str(name)[:16]}: {why}; it counts as a miss")
+        try:
+            self._db.delete(key)
+        except sqlite3.DatabaseError:
+            pass
 
     def get(self, key: str) -> ActionResult | None:
-        raw = self._db.get(key)
-        return ActionResult.model_validate_json(raw) if raw is not None else None
+        return self._read(key, ActionResult)
 
     def put(self, key: str, result: ActionResult) -> None:
-        self._db.set(key, result.model_dump_json())
+        self._db.set(key, _Sealed.seal(key, result))
         self._db.delete(("failure", key))  # a retry that succeeded ends the recorded failure
 
     def get_failure(self, key: str) -> FailureRecord | None:
-        raw = self._db.get(("failure", key))
-        return FailureRecord.model_validate_json(raw) if raw is not None else None
+        return self._read(("failure", key), FailureRecord)
 
     def put_failure(self, key: str, failure: FailureRecord) -> None:
-        self._db.set(("failure", key), failure.model_copy(update={"at": failure.at or time.time()}).model_dump_json())
+        self._db.set(("failure", key), _Sealed.seal(key, failure.model_copy(update={"at": failure.at or time.time()})))
 
     # Notes: the key material last built for a (target, step), for --explain. Not results.
     def get_note(self, name: str) -> dict | None:
-        return self._db.get(("note", name))
+        try:
+            note = self._db.get(("note", name))
+        except sqlite3.DatabaseError:
+            return None
+        return note if isinstance(note, dict) else None
 
     def put_note(self, name: str, value: dict) -> None:
         self._db.set(("note", name), value)

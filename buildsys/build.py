@@ -39,6 +39,7 @@ class BuildSummary:
     failed_targets: list[Label] = field(default_factory=list)
     placed: dict[Label, Path] = field(default_factory=dict)
     seconds: float = 0.0
+    store_warnings: list[str] = field(default_factory=list)  # bad records dropped, corrupt blobs healed
 
     @property
     def ok(self) -> bool:
@@ -108,15 +109,17 @@ def build(
             outcome = scheduler.state.outcomes[planned.artifact.action]
             try:
                 summary.placed[label], _ = out.place(label, planned.ext, outcome.result.outputs[planned.artifact.name])
-            except CorruptBlob as bad:
-                outcome.status = FAILED
-                outcome.error = f"cached blob {bad} was corrupt and has been removed; build again"
+            except CorruptBlob as bad:  # removed from the CAS: run its producer again, then place it
+                if not scheduler.rerun([planned.artifact.action], f"blob {str(bad)[:16]}, the artifact of {label},"):
+                    outcome.status = FAILED
+                    outcome.error = f"the artifact's blob {bad} stayed corrupt after its producer ran again"
 
         scheduler = Scheduler(
             planner, ruleset, stores.action_cache, stores.cas, options.cache_dir,
             options.jobs, options.keep_going, on_event, options.explain, options.retry_failed,
         )
         summary.state = scheduler.run(planner.actions_for(labels))
+        summary.store_warnings = stores.action_cache.warnings + summary.state.healed
         summary.failed_targets = [l for l in waiting_on if l not in summary.placed]
         summary.seconds = time.monotonic() - start
         return summary

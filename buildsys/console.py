@@ -75,13 +75,16 @@ class BuildConsole:
                                  title_align="left", border_style="red"))
 
     def warnings(self, s: BuildSummary) -> int:
-        """Every step's warnings for this build's actions, whether they ran now or came from the cache."""
+        """Every step's warnings for this build's actions, whether they ran now or came from the cache,
+        and what was wrong with the cache (and how the build got past it)."""
+        for text in s.store_warnings:
+            self.console.print(f"[yellow]WARNING:[/] cache: {escape(text)}", soft_wrap=True)
         found = s.state.warnings()
         for outcome, text in found:
             owners = ", ".join(sorted(str(o) for o in outcome.action.owners))
             self.console.print(f"[yellow]WARNING:[/] {escape(owners)} ({outcome.action.step}): {escape(text)}",
                                soft_wrap=True)
-        return len(found)
+        return len(found) + len(s.store_warnings)
 
     def summary(self, s: BuildSummary) -> None:
         ran, cached, failed, skipped = (s.count(x) for x in (RAN, CACHED, FAILED, SKIPPED))

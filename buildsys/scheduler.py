@@ -48,6 +48,7 @@ class Outcome:
 @dataclass
 class BuildState:
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    healed: list[str] = field(default_factory=list)  # corrupt blobs found, and the actions rerun for them
 
     def count(self, status: str) -> int:
         return sum(1 for o in self.outcomes.values() if o.status == status)
@@ -92,6 +93,8 @@ class Scheduler:
         self.explain = explain
         self.retry_failed = retry_failed
         self._reasons: dict[str, list[str]] = {}
+        self._rerun_requests: list[str] = []  # actions to resolve again, before anything else waiting
+        self._reruns: dict[str, int] = {}
 
     # Keys -------------------------------------------------------------------------------------
     def input_digest(self, value) -> str:
@@ -120,7 +123,10 @@ class Scheduler:
         queued: list[str] = []
         stopping = False
         try:
-            while waiting or queued or self.pool.busy():
+            while waiting or queued or self.pool.busy() or self._rerun_requests:
+                if self._rerun_requests:  # producers of corrupt blobs, then what waits on them
+                    waiting = self._rerun_requests + [a for a in waiting if a not in self._rerun_requests]
+                    self._rerun_requests = []
                 # Resolve what is ready: failures propagate, cache hits complete at once.
                 progressed = True
                 while progressed:  # one pass in dependency order resolves a whole cached chain
@@ -151,7 +157,12 @@ class Scheduler:
                     try:
                         self._dispatch(aid, idle[0])
                     except CorruptBlob as bad:
-                        error = f"a cached input was corrupt (blob {bad}) and has been removed; build again"
+                        self._discard_staging(aid)
+                        producers = self._incomplete_producers(aid)
+                        if producers and self.rerun(producers, f"blob {str(bad)[:16]}, an input of {self.planner.actions[aid].step}"):
+                            self._rerun_requests.append(aid)  # after its producers, again
+                            continue
+                        error = f"a cached input stayed corrupt (blob {bad}) after its producer ran again"
                         self._finish(Outcome(self.planner.actions[aid], FAILED, self._keys.get(aid), error=error))
                         stopping = stopping or not self.keep_going
                 busy = self.pool.busy()
@@ -170,6 +181,45 @@ class Scheduler:
                 shutil.rmtree(path, ignore_errors=True)
         return self.state
 
+    # Healing -----------------------------------------------------------------------------------
+    def complete(self, record: OutputRecord) -> bool:
+        """Every blob of the output is in the CAS (a tree: its manifest and each file's blob)."""
+        if not record.is_tree:
+            return self.cas.has(record.digest)
+        try:
+            files, _ = self.cas.tree_entries(record.digest)
+        except (CorruptBlob, OSError, ValueError):
+            return False
+        return all(self.cas.has(blob) for _, blob, _ in files)
+
+    def _incomplete_producers(self, aid: str) -> list[str]:
+        """The actions whose outputs this one reads and the CAS no longer holds whole."""
+        found = []
+        for value in self.planner.actions[aid].inputs.values():
+            if isinstance(value, Sources) or value.name == METRICS:
+                continue
+            if not self.complete(self.state.outcomes[value.action].result.outputs[value.name]):
+                found.append(value.action)
+        return sorted(set(found))
+
+    def rerun(self, producers: list[str], why: str) -> bool:
+        """Run these actions again in this build (a blob of theirs was corrupt and has been removed),
+        unless one already ran again for that reason. Their dependents wait for them once more."""
+        if any(self._reruns.get(p, 0) >= 1 for p in producers):
+            return False
+        for pid in producers:
+            self._reruns[pid] = self._reruns.get(pid, 0) + 1
+            self.state.outcomes.pop(pid, None)
+            self.state.healed.append(f"{why} was corrupt: removed it and ran {self.planner.actions[pid].step} "
+                                     f"({self.planner.actions[pid].label}) again")
+        self._rerun_requests = producers + [a for a in self._rerun_requests if a not in producers]
+        return True
+
+    def _discard_staging(self, aid: str) -> None:
+        path = self._staging.pop(aid, None)
+        if path is not None:
+            shutil.rmtree(path, ignore_errors=True)
+
     def lookup(self, action_ids: list[str]) -> BuildState:
         """Resolve from the cache alone, running nothing: what a build would reuse right now."""
         graph = self.planner.graph
@@ -187,7 +237,7 @@ class Scheduler:
         action = self.planner.actions[aid]
         key = self._keys[aid] = self.key(action)
         hit = self.cache.get(key)
-        if hit is None or not all(self.cas.has(o.digest) for o in hit.outputs.values()):
+        if hit is None or not all(self.complete(o) for o in hit.outputs.values()):
             failure = None if self.retry_failed else self.cache.get_failure(key)
             if failure is not None:
                 self._finish(self._replay(action, key, failure))
