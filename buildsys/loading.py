@@ -1,140 +1,148 @@
-"""Evaluate BUILD.models files (and the .star files they load) with starlark-pyo3.
+"""Evaluate BUILD.models files (and the .star files they load), bounded, in a child process.
 
-Each rule function in the prelude hands its keyword arguments and Starlark's call stack to
-`_declare`, so every declaration keeps the file:line it was made at, through macros too.
+Starlark is hermetic, not bounded: `for i in range(1000000000)` runs for an hour, and printing a
+value nested 200,000 deep overflows the Rust stack of the process that prints it (a segfault,
+no message). So `buildsys.evaluator` evaluates in a child process under limits on loop steps,
+time, call depth and memory, and whatever ends that process, the CLI reports it naming the file.
+Each rule call keeps the file:line it was made at, through macros too.
 """
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import weakref
 from pathlib import Path
 
-import starlark as sl
-
-from .errors import Location, UserError
-from .labels import Label
+from .errors import UserError
+from .evaluator import MAX_MEMORY, MAX_SECONDS, Channel, RawTarget
 from .ruleset import RuleSet
-from .workspace import BUILD_FILE, Workspace
+from .workspace import Workspace
 
-_PRELUDE_FILE = "<prelude>"
-_FRAME = re.compile(r"^\s*\* (.+?):(\d+), in ")
+__all__ = ["Loader", "RawTarget"]
 
-
-@dataclass(frozen=True)
-class RawTarget:
-    """One rule call, before validation."""
-
-    kind: str
-    attrs: dict
-    location: Location
-    package: str
-
-
-def _location(stack: str) -> Location:
-    frames = [(m.group(1), int(m.group(2))) for m in map(_FRAME.match, stack.splitlines()) if m]
-    frames = [f for f in frames if f[0] != _PRELUDE_FILE]
-    (file, line), *via = frames or [("<unknown>", 0)]
-    return Location(file, line, tuple(f"{f}:{n}" for f, n in via))
+_HARD_SECONDS = MAX_SECONDS + 15  # the parent's own deadline, for time spent inside one builtin call
+_CHILD = "import sys; sys.path[:0] = sys.argv[2:]; from buildsys.evaluator import serve; serve(int(sys.argv[1]))"
 
 
 class Loader:
     def __init__(self, workspace: Workspace, ruleset: RuleSet):
         self.workspace = workspace
-        self.globals = sl.Globals.extended_by(
-            [sl.LibraryExtension.CallStack, sl.LibraryExtension.StructType, sl.LibraryExtension.Print]
-        )
-        rule_defs = "".join(
-            f"def {kind}(**kwargs):\n    _declare({kind!r}, call_stack(), kwargs)\n\n" for kind in ruleset.kinds
-        )
-        self.prelude = sl.parse(_PRELUDE_FILE, rule_defs + ruleset.prelude)
-        self._star_cache: dict[str, sl.FrozenModule] = {}
-        self._loading: list[str] = []  # .star files being evaluated, to name a load cycle
-        self._current: str | None = None  # package whose BUILD.models is being evaluated
-        self._declared: list[RawTarget] = []
-
-    # Builtins. They act on the package being evaluated, even when called from a macro.
-    def _declare(self, kind: str, stack: str, kwargs: dict) -> None:
-        if self._current is None:
-            raise UserError(f"{kind}() may only be called while a BUILD.models file is evaluated, not at load time")
-        self._declared.append(RawTarget(kind, dict(kwargs), _location(stack), self._current))
-
-    def _package_name(self) -> str:
-        return self._current or ""
-
-    def _glob(self, include: list, exclude: list | None = None) -> list[str]:
-        """Files of the current package matching `include` minus `exclude`; never crosses packages."""
-        if self._current is None:
-            raise UserError("glob() may only be called while a BUILD.models file is evaluated")
-        base = self.workspace.package_dir(self._current)
-
-        def expand(patterns: list) -> set[str]:
-            hits: set[str] = set()
-            for pattern in patterns:
-                if not isinstance(pattern, str) or pattern.startswith("/") or ".." in pattern.split("/"):
-                    raise UserError(f"glob() patterns are package-relative paths, got {pattern!r}")
-                for path in base.glob(pattern):
-                    if path.is_file() and not self._in_subpackage(base, path):
-                        hits.add(path.relative_to(base).as_posix())
-            return hits
-
-        return sorted(expand(list(include)) - expand(list(exclude or [])))
-
-    @staticmethod
-    def _in_subpackage(base: Path, path: Path) -> bool:
-        parent = path.parent
-        while parent != base:
-            if (parent / BUILD_FILE).is_file():
-                return True
-            parent = parent.parent
-        return False
-
-    def _module(self) -> sl.Module:
-        module = sl.Module()
-        module.add_callable("_declare", self._declare)
-        module.add_callable("glob", self._glob)
-        module.add_callable("package_name", self._package_name)
-        sl.eval(module, self.prelude, self.globals)
-        return module
-
-    def _file_loader(self, from_package: str) -> sl.FileLoader:
-        def load(module_id: str) -> sl.FrozenModule:
-            label = Label.parse(module_id, from_package)
-            if not label.name.endswith(".star"):
-                raise UserError(f"load() takes a .star file label such as '//pkg:defs.star', got '{module_id}'")
-            return self._load_star(label)
-
-        return sl.FileLoader(load)
-
-    def _load_star(self, label: Label) -> sl.FrozenModule:
-        path = self.workspace.package_dir(label.package) / label.name
-        key = self.workspace.rel(path)
-        if key in self._star_cache:
-            return self._star_cache[key]
-        if key in self._loading:
-            cycle = " -> ".join(self._loading[self._loading.index(key):] + [key])
-            raise UserError(f"load() cycle: {cycle}")
-        if not path.is_file():
-            raise UserError(f"load(): no file {key} for label '{label}'")
-        self._loading.append(key)
-        try:
-            module = self._module()
-            ast = sl.parse(key, path.read_text())
-            sl.eval(module, ast, self.globals, self._file_loader(label.package))
-            frozen = module.freeze()
-        finally:
-            self._loading.pop()
-        self._star_cache[key] = frozen
-        return frozen
+        self.ruleset = ruleset
+        self._child: _Child | None = _Child(workspace, ruleset)  # it starts up while packages are found
 
     def load_package(self, package: str) -> list[RawTarget]:
-        path = self.workspace.build_file(package)
-        name = self.workspace.rel(path)
-        self._current, self._declared = package, []
+        if self._child is None:
+            self._child = _Child(self.workspace, self.ruleset)
+        name = self.workspace.rel(self.workspace.build_file(package))
         try:
-            module = self._module()
-            sl.eval(module, sl.parse(name, path.read_text()), self.globals, self._file_loader(package))
-        except sl.StarlarkError as err:
-            raise UserError(str(err).strip()) from None
+            return self._child.load(package, name)
+        except _Died as died:
+            self._child = None  # the next package gets a fresh process
+            raise died.error from None
+
+
+class _Died(Exception):
+    def __init__(self, error: UserError):
+        self.error = error
+
+
+class _Child:
+    """The evaluator process and its connection; it exits when the connection closes."""
+
+    def __init__(self, workspace: Workspace, ruleset: RuleSet):
+        # The child's whole import path: buildsys, and starlark (located, not imported, here).
+        paths = [str(Path(__file__).resolve().parent.parent), str(Path(_spec_origin("starlark")).parent.parent)]
+        parent, child = socket.socketpair()
+        self.stderr = tempfile.TemporaryFile()  # print() output and crash reports, relayed after each file
+        self.process = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-c", _CHILD, str(child.fileno()), *paths],
+            pass_fds=(child.fileno(),), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self.stderr,
+            env=dict(os.environ, RUST_BACKTRACE="0"),
+        )
+        child.close()
+        self.conn = Channel(parent)
+        self.conn.send((str(workspace.root), list(ruleset.kinds), ruleset.prelude))
+        self._relayed = 0
+        weakref.finalize(self, _stop, self.conn, self.process, self.stderr)
+
+    def load(self, package: str, build_file: str) -> list[RawTarget]:
+        files = [build_file]  # the file being evaluated, and the files loading it
+        deadline = time.monotonic() + _HARD_SECONDS
+        try:
+            self.conn.send(package)
+            while True:
+                if not self.conn.poll(max(0.0, deadline - time.monotonic())):
+                    self.process.kill()
+                    self.process.wait()
+                    raise _Died(UserError(f"evaluation did not finish in {_HARD_SECONDS} s{_chain(files)}; "
+                                          f"a builtin call on a huge value (such as 'x' * 1000000000) can do that",
+                                          files[-1]))
+                message = self.conn.recv()
+                kind, *rest = message
+                if kind == "enter":
+                    files.append(rest[0])
+                elif kind == "leave":
+                    files.pop()
+                elif kind == "ok":
+                    return rest[0]
+                else:
+                    text, where = rest
+                    raise UserError(text, where or build_file)
+        except (EOFError, OSError):
+            raise _Died(self._crash(files)) from None
         finally:
-            self._current = None
-        return self._declared
+            self._relay()
+
+    def _crash(self, files: list[str]) -> UserError:
+        code = self.process.wait()
+        self.stderr.seek(self._relayed)
+        said = [l for l in self.stderr.read().decode(errors="replace").splitlines()
+                if l.strip() and not l.startswith("note: ")]
+        self._relayed = self.stderr.tell()
+        reason = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        if any("memory allocation" in l for l in said) or code == -signal.SIGKILL:
+            why = (f"it ran out of memory (the limit is {MAX_MEMORY >> 30} GiB): a value built in a loop "
+                   f"(such as a string or list doubled each time) is too large")
+        elif code > 0:
+            why = "this is a fault of modelbuild's evaluator process, not of the file: please report it"
+        else:
+            why = ("most likely a value nested too deeply for starlark to print, compare or convert, such as "
+                   "`x = [x]` repeated in a loop: keep values a few levels deep")
+        detail = f" ({said[-1].strip()})" if said else ""
+        return UserError(f"the Starlark interpreter crashed ({reason}){detail}{_chain(files)}; {why}", files[-1])
+
+    def _relay(self) -> None:
+        """Pass on what the evaluation printed (Starlark's print() writes to stderr)."""
+        end = self.stderr.seek(0, 2)
+        if end > self._relayed:
+            self.stderr.seek(self._relayed)
+            sys.stderr.write(self.stderr.read(end - self._relayed).decode(errors="replace"))
+            sys.stderr.flush()
+            self._relayed = end
+
+
+def _chain(files: list[str]) -> str:
+    return f" while evaluating {' loaded by '.join(reversed(files))}" if len(files) > 1 else " while evaluating it"
+
+
+def _spec_origin(name: str) -> str:
+    import importlib.util
+
+    spec = importlib.util.find_spec(name)
+    assert spec is not None and spec.origin, name
+    return spec.origin
+
+
+def _stop(conn: Channel, process: subprocess.Popen, stderr) -> None:
+    conn.close()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    stderr.close()
