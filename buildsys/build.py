@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from filelock import FileLock, Timeout
+
 from .action_cache import ActionCache
 from .cas import CAS, CorruptBlob
 from .digests import FileDigests
@@ -17,6 +19,9 @@ from .ruleset import RuleSet
 from .scheduler import CACHED, FAILED, RAN, BuildState, Outcome, Scheduler
 from .target_graph import TargetGraph
 from .workspace import Workspace
+
+
+OUT_LOCK = ".modelbuild.lock"  # in out/: held by the build writing it
 
 
 @dataclass
@@ -73,6 +78,19 @@ def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], s
     return targets, labels, planner
 
 
+def _lock_out(out_dir: Path, on_progress) -> FileLock:
+    """One build at a time writes a workspace's out/: a second one waits, and says so."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(out_dir / OUT_LOCK, blocking=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        on_progress("waiting", f"another build is writing {out_dir}; waiting for it to finish")
+        lock = FileLock(out_dir / OUT_LOCK)
+        lock.acquire()
+    return lock
+
+
 def build(
     workspace: Workspace,
     ruleset: RuleSet,
@@ -80,6 +98,7 @@ def build(
     on_progress: Callable[[str, Outcome | Action], None] = lambda *_: None,
 ) -> BuildSummary:
     start = time.monotonic()
+    out_lock = _lock_out(options.out_dir or workspace.root / "out", on_progress)
     stores = Stores(options.cache_dir)
     events = EventLog(options.build_events)
     try:
@@ -126,3 +145,4 @@ def build(
     finally:
         events.close()
         stores.close()
+        out_lock.release()

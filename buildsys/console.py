@@ -35,6 +35,9 @@ class BuildConsole:
             self.progress.stop()
 
     def on_progress(self, kind: str, item) -> None:
+        if kind == "waiting":  # for another build of this workspace; before any progress
+            self.console.print(f"[yellow]{escape(item)}[/]", soft_wrap=True)
+            return
         if self._overall is None:  # started on the first action: a load error prints alone
             self.progress.start()
             self._overall = self.progress.add_task("building", total=None)
@@ -77,8 +80,12 @@ class BuildConsole:
     def warnings(self, s: BuildSummary) -> int:
         """Every step's warnings for this build's actions, whether they ran now or came from the cache,
         and what was wrong with the cache (and how the build got past it)."""
-        for text in s.store_warnings:
+        shown = s.store_warnings if len(s.store_warnings) <= 5 else s.store_warnings[:3]
+        for text in shown:
             self.console.print(f"[yellow]WARNING:[/] cache: {escape(text)}", soft_wrap=True)
+        if len(shown) < len(s.store_warnings):  # a cache of an older format: every record at once
+            self.console.print(f"[yellow]WARNING:[/] cache: ... and {len(s.store_warnings) - len(shown)} more like these",
+                               soft_wrap=True)
         found = s.state.warnings()
         for outcome, text in found:
             owners = ", ".join(sorted(str(o) for o in outcome.action.owners))

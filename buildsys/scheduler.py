@@ -17,6 +17,8 @@ from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Callable
 
+from filelock import FileLock, Timeout
+
 from .action_cache import ActionCache, ActionResult, FailureRecord, OutputRecord
 from .cas import CAS, CorruptBlob
 from . import scratch
@@ -28,6 +30,7 @@ from .toolchain import toolchain
 from .workers import Worker, WorkerDied, WorkerPool
 
 RAN, CACHED, FAILED, SKIPPED = "ran", "cached", "failed", "skipped"
+_POLL = 0.2  # seconds between looks at actions another build is running
 
 
 @dataclass
@@ -93,6 +96,8 @@ class Scheduler:
         self.explain = explain
         self.retry_failed = retry_failed
         self._reasons: dict[str, list[str]] = {}
+        self.lock_dir = cache_dir / "locks"
+        self._locks: dict[str, FileLock] = {}
         self._rerun_requests: list[str] = []  # actions to resolve again, before anything else waiting
         self._reruns: dict[str, int] = {}
 
@@ -121,9 +126,18 @@ class Scheduler:
         graph = self.planner.graph
         waiting = list(action_ids)  # dependency order
         queued: list[str] = []
+        blocked: list[str] = []  # another build on this cache is running them now
         stopping = False
         try:
-            while waiting or queued or self.pool.busy() or self._rerun_requests:
+            while waiting or queued or blocked or self.pool.busy() or self._rerun_requests:
+                for aid in list(blocked):  # its holder finished (or died): its result, or our turn
+                    if self._claim(aid):
+                        blocked.remove(aid)
+                        if self._try_cache(aid):
+                            self._release(aid)
+                            stopping = stopping or (self.state.outcomes[aid].status == FAILED and not self.keep_going)
+                        else:
+                            queued.insert(0, aid)
                 if self._rerun_requests:  # producers of corrupt blobs, then what waits on them
                     waiting = self._rerun_requests + [a for a in waiting if a not in self._rerun_requests]
                     self._rerun_requests = []
@@ -146,19 +160,28 @@ class Scheduler:
                             still.append(aid)
                     waiting = still
                 if stopping:
-                    for aid in waiting + queued:
+                    for aid in waiting + queued + blocked:
+                        self._release(aid)
                         self._finish(Outcome(self.planner.actions[aid], SKIPPED, error="build stopped after a failure"))
-                    waiting, queued = [], []
+                    waiting, queued, blocked = [], [], []
                 for aid in list(queued):
                     idle = self.pool.idle()
                     if not idle:
                         break
                     queued.remove(aid)
+                    if not self._claim(aid):  # wait for the other build's result rather than repeat its work
+                        blocked.append(aid)
+                        continue
+                    if self._try_cache(aid):  # it finished between our lookup and our claim
+                        self._release(aid)
+                        stopping = stopping or (self.state.outcomes[aid].status == FAILED and not self.keep_going)
+                        continue
                     try:
                         self._dispatch(aid, idle[0])
                     except CorruptBlob as bad:
                         self._discard_staging(aid)
                         producers = self._incomplete_producers(aid)
+                        self._release(aid)
                         if producers and self.rerun(producers, f"blob {str(bad)[:16]}, an input of {self.planner.actions[aid].step}"):
                             self._rerun_requests.append(aid)  # after its producers, again
                             continue
@@ -167,10 +190,12 @@ class Scheduler:
                         stopping = stopping or not self.keep_going
                 busy = self.pool.busy()
                 if not busy:
+                    if blocked and not queued:
+                        time.sleep(_POLL)
                     continue
                 if not stopping:  # downstream work is coming: have its workers importing already
                     self.pool.warm(min(len(waiting), self.jobs) - len(busy))
-                ready = wait([w.conn for w in busy])
+                ready = wait([w.conn for w in busy], timeout=_POLL if blocked else None)
                 for worker in busy:
                     if worker.conn in ready:
                         if not self._collect(worker) and not self.keep_going:
@@ -179,7 +204,29 @@ class Scheduler:
             self.pool.shutdown()
             for path in self._staging.values():
                 shutil.rmtree(path, ignore_errors=True)
+            for aid in list(self._locks):
+                self._release(aid)
         return self.state
+
+    # Claims: one build at a time runs an action of a key, across processes sharing the cache ---
+    def _claim(self, aid: str) -> bool:
+        """Hold the key's lock (a file lock the kernel drops if this process dies); False if another
+        process holds it."""
+        if aid in self._locks:
+            return True
+        self.lock_dir.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.lock_dir / f"{self._keys[aid]}.lock", blocking=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            return False
+        self._locks[aid] = lock
+        return True
+
+    def _release(self, aid: str) -> None:
+        lock = self._locks.pop(aid, None)
+        if lock is not None:
+            lock.release()
 
     # Healing -----------------------------------------------------------------------------------
     def complete(self, record: OutputRecord) -> bool:
@@ -354,3 +401,4 @@ class Scheduler:
             return False
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+            self._release(aid)
