@@ -100,12 +100,24 @@ class PlanContext:
             raise self.error(f"entry module '{module}' not found: no {rel}.py or {rel}/__init__.py in the workspace")
         return self._planner.sources(python_closure(root, module))
 
-    def files(self, paths: list[str]) -> Sources:
-        """Package-relative data files."""
-        base = self._planner.workspace_root / self.label.package
+    def package_dir(self) -> Path:
+        return self._planner.workspace_root / self.label.package
+
+    def files(self, paths: list[str], what: str = "file") -> Sources:
+        """Package-relative files (weights, data, calibration): each must resolve, symlinks followed,
+        to a file inside the package's directory."""
+        base = self.package_dir()
+        package = f"'//{self.label.package}'"
+        for p in paths:
+            real = (base / p).resolve()
+            if Path(p).is_absolute() or not real.is_relative_to(base.resolve()):
+                shown = "" if str(real) == p else f", which resolves to {real}"
+                raise self.error(f"{what} '{p}' is outside the package {package}{shown}; weights, data and "
+                                 f"calibration files must be inside the package's directory: copy the file there "
+                                 f"(a symlink is followed, and must point inside the package too)")
         missing = [p for p in paths if not (base / p).is_file()]
         if missing:
-            raise self.error(f"file not found in package '//{self.label.package}': {', '.join(missing)}")
+            raise self.error(f"{what} not found in package {package}: {', '.join(missing)}")
         return self._planner.sources([base / p for p in paths])
 
     def setting(self, name: str):
@@ -150,7 +162,7 @@ class Planner:
 
     def sources(self, paths: list[Path]) -> Sources:
         root = self.workspace_root
-        # Paths as the workspace names them (a symlink may point outside it; its target is hashed).
+        # Paths as the workspace names them (a Python module's symlink may point outside it; its target is hashed).
         return Sources(tuple(sorted((Path(os.path.relpath(p, root)).as_posix(), self.digests.digest(p)) for p in paths)))
 
     def rule_digest(self, step: str) -> str:

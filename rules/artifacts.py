@@ -116,7 +116,7 @@ def export_output(ctx: PlanContext, model: ModelInputs, quantize: Quantization |
     files = dict(model.files)
     calibration = quantize.calibration
     if calibration.file is not None:  # package-relative in BUILD.models; hashed as an input
-        files["calibration"] = ctx.files([calibration.file])
+        files["calibration"] = ctx.files([calibration.file], "calibration file")
         calibration = calibration.model_copy(update={"file": f"{ctx.label.package}/{calibration.file}".lstrip("/")})
     config = QuantizeConfig(
         export=model.export, scheme=quantize.scheme, per_channel=quantize.per_channel,

@@ -65,18 +65,30 @@ def load_model(workspace: Path, entry: str, init_seed: int, weights: str | None)
     if not isinstance(model, torch.nn.Module):
         raise StepError(f"entry '{entry}' returned {type(model).__name__}, not a torch.nn.Module")
     if weights:
-        from safetensors.torch import load_file
-
-        try:
-            missing, unexpected = model.load_state_dict(load_file(str(workspace / weights)), strict=False)
-        except RuntimeError as err:  # shape mismatches raise even when strict=False
-            detail = " ".join(str(err).split("\n", 1)[-1].split())
-            raise StepError(f"weights {weights} do not fit {entry}: {detail}") from None
+        missing, unexpected = _load_weights(model, workspace / weights, weights, entry)
         if missing or unexpected:
             raise StepError(
                 f"weights {weights} do not fit {entry}: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
             )
     return model.eval()
+
+
+def _load_weights(model: torch.nn.Module, path: Path, weights: str, entry: str):
+    """load_state_dict(strict=False) from a safetensors file: (missing keys, unexpected keys)."""
+    from safetensors.torch import load_file
+
+    from .model import CONVERT, not_safetensors
+
+    try:
+        state = load_file(str(path))
+    except Exception as err:  # safetensors raises its own error type (and OSError) for a bad file
+        problem = not_safetensors(path) or f"not a readable safetensors file ({err})"
+        raise StepError(f"weights {weights} is {problem}; {CONVERT}") from None
+    try:
+        return model.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # shape mismatches raise even when strict=False
+        detail = " ".join(str(err).split("\n", 1)[-1].split())
+        raise StepError(f"weights {weights} do not fit {entry}: {detail}") from None
 
 
 def check_signature(model: torch.nn.Module, inputs: dict, keyword_inputs: dict) -> None:

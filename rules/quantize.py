@@ -132,7 +132,11 @@ def _read_arrays(path) -> dict:
     except StepError:
         raise
     except Exception as err:  # numpy and safetensors raise many types for a bad file
-        raise StepError(f"calibration file {path.name} could not be read: {type(err).__name__}: {err}") from err
+        from .model import not_safetensors
+
+        problem = not_safetensors(path) if path.suffix == ".safetensors" else None
+        raise StepError(f"calibration file {path.name} " + (f"is {problem}" if problem else
+                        f"could not be read: {type(err).__name__}: {err}")) from err
 
 
 def _samples_from_file(workspace, ex: ExportConfig, file: str) -> list[tuple[tuple, dict]]:
