@@ -1,21 +1,40 @@
-"""The out/ tree: each target's artifact at out/<package>/<name><ext>, never anywhere else."""
+"""The out/ tree: each target's artifact at out/<package>/<name><ext>, never anywhere else.
+
+Artifacts are copies of CAS blobs (reflinks where the file system has them), never hard links,
+so editing one cannot change the cache; the next build finds the edit by digest and restores it.
+A log of what builds placed in this out/ tree (as ninja's .ninja_log) lets an output that no
+target declares any more be removed without touching files modelbuild did not write. It is kept
+in the cache directory, one file per out/ tree, so that out/ holds artifacts and nothing else.
+"""
 from __future__ import annotations
 
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from .action_cache import OutputRecord
 from . import scratch
 from .cas import CAS
-from .digests import FileDigests
-from .labels import Label
+from .digests import FileDigests, digest_bytes
+from .errors import UserError
+from .labels import Label, Pattern
 
 
 class OutTree:
-    def __init__(self, root: Path, cas: CAS, digests: FileDigests):
+    def __init__(self, root: Path, cas: CAS, digests: FileDigests, logs: Path | None = None):
+        if root.exists() and not root.is_dir():
+            raise UserError(f"{root} is a file, but modelbuild writes the artifacts into a directory there; "
+                            f"move or remove the file and build again")
         self.root = root
         self.cas = cas
         self.digests = digests
         self._swept: set[Path] = set()
+        # One {"label", "path", "tree"} line per output placed, in <cache>/outputs/ by default.
+        logs = logs or cas.root.parent / "outputs"
+        self.log = logs / f"{digest_bytes(str(root.resolve()).encode())[:24]}.jsonl"
+        self._logged: dict[str, dict] | None = None  # relative path -> log entry
 
     def path(self, label: Label, ext: str) -> Path:
         path = (self.root / label.package / f"{label.name}{ext}").resolve()
@@ -23,10 +42,11 @@ class OutTree:
             raise ValueError(f"{label} would be written outside out/: {path}")
         return path
 
-    def current_digest(self, path: Path, is_tree: bool) -> str | None:
+    def current_digest(self, path: Path, is_tree: bool, file_digest=None) -> str | None:
+        file_digest = file_digest or self.digests.digest
         if is_tree:
-            return CAS.tree_digest(path, self.digests.digest) if path.is_dir() else None
-        return self.digests.digest(path) if path.is_file() else None
+            return CAS.tree_digest(path, file_digest) if path.is_dir() and not path.is_symlink() else None
+        return file_digest(path) if path.is_file() and not path.is_symlink() else None
 
     def place(self, label: Label, ext: str, record: OutputRecord) -> tuple[Path, bool]:
         """Materialize the artifact unless out/ already holds exactly it. Returns (path, written)."""
@@ -34,7 +54,115 @@ class OutTree:
         if path.parent not in self._swept:  # what a killed build was writing here
             scratch.sweep(path.parent)
             self._swept.add(path.parent)
+        self._log(label, path, record.is_tree)
         if self.current_digest(path, record.is_tree) == record.digest:
             return path, False
         self.cas.materialize(record.digest, record.is_tree, path)
         return path, True
+
+    # The log of placed outputs ----------------------------------------------------------------
+    def logged(self) -> dict[str, dict]:
+        """What builds placed here, by path relative to out/ (entries whose file is gone included)."""
+        if self._logged is None:
+            self._logged = {}
+            try:
+                lines = self.log.read_text(errors="replace").splitlines()
+            except FileNotFoundError:
+                lines = []
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                    rel = Path(entry["path"])
+                    Label.parse(entry["label"])
+                except (ValueError, KeyError, TypeError, UserError):
+                    continue  # a torn last line of a killed build, or not ours
+                if not rel.is_absolute() and ".." not in rel.parts:
+                    self._logged[rel.as_posix()] = {"label": entry["label"], "path": rel.as_posix(),
+                                                    "tree": bool(entry.get("tree"))}
+        return self._logged
+
+    def _log(self, label: Label, path: Path, is_tree: bool) -> None:
+        entry = {"label": str(label), "path": path.relative_to(self.root.resolve()).as_posix(), "tree": is_tree}
+        if self.logged().get(entry["path"]) == entry:
+            return
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "a") as f:  # appended before the output is written: never unlogged
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+        self._logged[entry["path"]] = entry
+
+    def remove_stale(self, artifacts: Mapping[Label, str], patterns: Iterable[str],
+                     packages: Callable[[], Iterable[str]]) -> list[Path]:
+        """Remove the outputs earlier builds placed that no declared target owns now; returns their paths.
+
+        artifacts: the ext of every target this build planned with an artifact; patterns: what the
+        build asked for; packages: lists every package of the workspace. An output is removed only when
+        this build knows every target that could own it: its package is gone, or a pattern covers
+        the whole package (//..., //pkg/..., //pkg:all), or its target now puts its artifact elsewhere.
+        A build of single labels leaves the rest of their packages' outputs alone (Bazel never removes
+        outputs; ninja's cleandead removes what its whole manifest no longer names).
+        """
+        owned = {self.path(label, ext) for label, ext in artifacts.items()}
+        whole = [p for p in map(Pattern.parse, patterns) if p.name is None]
+        existing: set[str] | None = None
+        removed: list[Path] = []
+        logged = self.logged()
+        for rel, entry in list(logged.items()):
+            label = Label.parse(entry["label"])
+            path = self.root.resolve() / rel
+            if path in owned:
+                continue
+            known = any(p.covers_package(label.package) for p in whole) or label in artifacts
+            if not known and existing is None:
+                existing = set(packages())
+            if known or label.package not in existing:
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                    removed.append(path)
+                elif path.exists() or path.is_symlink():
+                    path.unlink()
+                    removed.append(path)
+                del logged[rel]
+                self._prune_empty(path.parent)
+        if removed or len(logged) < self._log_lines():
+            self._rewrite_log()
+        return removed
+
+    def _prune_empty(self, directory: Path) -> None:
+        root = self.root.resolve()
+        while directory != root and directory.is_relative_to(root):
+            try:
+                directory.rmdir()
+            except OSError:  # not empty (or already gone)
+                if directory.exists():
+                    return
+            directory = directory.parent
+
+    def _log_lines(self) -> int:
+        try:
+            return len(self.log.read_text(errors="replace").splitlines())
+        except FileNotFoundError:
+            return 0
+
+    def _rewrite_log(self) -> None:
+        """The log compacted to one line per output, replaced atomically."""
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        scratch.sweep(self.log.parent)
+        tmp = self.log.with_name(f"{scratch.prefix()}{self.log.name}")
+        tmp.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in self.logged().values()))
+        os.replace(tmp, self.log)
+
+    def held_digests(self) -> set[str]:
+        """The digests of what the logged outputs hold now (trees: the manifest and every file's blob):
+        the blobs `cache gc` keeps so that the next build need not run anything for them."""
+        held: set[str] = set()
+
+        def file_digest(path: Path) -> str:
+            held.add(digest := self.digests.digest(path))
+            return digest
+
+        root = self.root.resolve()
+        for rel, entry in self.logged().items():
+            digest = self.current_digest(root / rel, entry["tree"], file_digest)
+            if digest is not None:
+                held.add(digest)
+        return held
