@@ -1,17 +1,79 @@
-"""Entry point of a worker process: `python -m buildsys.worker_boot FD module:function WORKSPACE`.
+"""Entry point of a worker process: `python -m buildsys.worker_boot FD module:function WORKSPACE PARENT_PID`.
 
 The engine talks to a worker over a socket (FD), so the worker's own stdout and stderr stay
 free to be captured into each action's log.
+
+A worker never outlives the engine that started it, whatever kills the engine (SIGKILL, OOM):
+it sits in its own session (so a terminal's Ctrl-C reaches only the engine), where nothing else
+would stop it before the end of its action. Before anything else it asks the kernel for SIGKILL
+when its parent dies, and forks a guardian that kills the worker's process group when the
+worker dies, so the compilers and other subprocesses a step started go with it.
 """
 from __future__ import annotations
 
+import ctypes
 import importlib
+import os
+import signal
 import sys
+import threading
+import time
 from multiprocessing.connection import Connection
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _signal_on_parent_death(sig: int) -> bool:
+    """Have the kernel send `sig` when this process's parent dies (Linux); False where it cannot."""
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _guard_process_group(engine_fd: int) -> None:
+    """Fork a guardian that kills this process group as soon as the worker dies, however it dies.
+    It is a separate process because a SIGKILLed worker runs no cleanup, and a thread could not
+    run while the worker's main thread holds the GIL in C++ code."""
+    worker = os.getpid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # from fork to sigwait: not lost
+    if os.fork():
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        return
+    try:
+        os.close(engine_fd)  # the engine must read the worker's death as EOF at once
+        if _signal_on_parent_death(signal.SIGTERM):
+            if os.getppid() == worker:  # else it is already gone
+                signal.sigwait({signal.SIGTERM})
+            os.killpg(worker, signal.SIGKILL)  # the worker's children, and this guardian last
+    finally:
+        os._exit(0)
+
+
+def _watch_parent(parent: int) -> None:
+    """Where the kernel cannot signal a parent's death: poll for it from a thread."""
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpid(), signal.SIGKILL)  # with the subprocesses of its steps
+        os._exit(1)
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _die_with_parent(parent: int, engine_fd: int) -> None:
+    if not _signal_on_parent_death(signal.SIGKILL):
+        _watch_parent(parent)
+        return
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+    if os.getpgrp() == os.getpid():  # only a group of its own is the worker's to kill
+        _guard_process_group(engine_fd)
 
 
 def main() -> None:
-    fd, entry, workspace = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    fd, entry, workspace, parent = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+    _die_with_parent(parent, fd)
     module, _, function = entry.partition(":")
     serve = getattr(importlib.import_module(module), function)
     serve(Connection(fd), workspace)

@@ -1,7 +1,9 @@
 """Long-lived worker processes: each imports the toolchain once and runs many actions.
 
 A worker that dies mid-action (crash, OOM kill, SIGKILL) fails that action only; the pool
-starts a fresh process for the next one.
+starts a fresh process for the next one. A worker dies with the engine, however the engine dies
+(worker_boot), so workers must be started from the engine's main thread: Linux's parent-death
+signal fires when the thread that started the process ends.
 """
 from __future__ import annotations
 
@@ -24,13 +26,16 @@ class Worker:
         self._log = open(log_path, "ab")
         env = dict(os.environ, TQDM_DISABLE="1", PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "buildsys.worker_boot", str(child.fileno()), entry, str(workspace)],
+            [sys.executable, "-m", "buildsys.worker_boot", str(child.fileno()), entry, str(workspace),
+             str(os.getpid())],
             pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL,
             stdout=self._log,
             stderr=self._log,
             env=env,
-            start_new_session=True,  # a Ctrl-C in the terminal reaches the engine, which stops workers
+            # A Ctrl-C in the terminal reaches the engine, which stops workers; the worker's session
+            # holds its own subprocesses, which its guardian kills when it dies.
+            start_new_session=True,
         )
         child.close()
         self.conn = Connection(parent.detach())
