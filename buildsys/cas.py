@@ -20,6 +20,7 @@ import stat
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -148,30 +149,34 @@ class CAS:
     def _install(self, tmp: Path, digest: str) -> None:
         dest = self.path(digest)
         if self._use(digest):
-            tmp.unlink()
-            return
+            return  # already stored: the staged copy goes
         dest.parent.mkdir(exist_ok=True)
         os.chmod(tmp, 0o444)
         os.replace(tmp, dest)
 
-    def _tmp(self) -> Path:
+    @contextmanager
+    def _staged(self) -> Iterator[Path]:
+        """A temporary file in the store, gone afterwards unless installed (a full disk leaves nothing)."""
         fd, name = tempfile.mkstemp(dir=self.root, prefix=scratch.prefix())
         os.close(fd)
-        return Path(name)
+        try:
+            yield Path(name)
+        finally:
+            Path(name).unlink(missing_ok=True)
 
     def put_bytes(self, data: bytes) -> str:
         digest = digest_bytes(data)
         if not self.has(digest):
-            tmp = self._tmp()
-            tmp.write_bytes(data)
-            self._install(tmp, digest)
+            with self._staged() as tmp:
+                tmp.write_bytes(data)
+                self._install(tmp, digest)
         return digest
 
     def put_file(self, src: Path) -> str:
-        tmp = self._tmp()
-        shutil.copyfile(src, tmp)
-        digest = digest_file(tmp)  # hash the copy: what is stored is what was hashed
-        self._install(tmp, digest)
+        with self._staged() as tmp:
+            shutil.copyfile(src, tmp)
+            digest = digest_file(tmp)  # hash the copy: what is stored is what was hashed
+            self._install(tmp, digest)
         return digest
 
     @staticmethod

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import shutil
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -187,6 +189,90 @@ def cmd_clean(args, console: Console) -> int:
     return 0
 
 
+def _gc_inputs(args, console: Console):
+    """The stores and the digests out/ holds; outside a workspace (a --cache-dir of its own), nothing is held."""
+    from .build import Stores
+    from .outputs import OutTree
+
+    chosen = args.cache_dir or os.environ.get(CACHE_ENV)
+    try:
+        workspace = Workspace.find()
+    except UserError:
+        if not chosen:
+            raise
+        workspace = None
+    cache = Path(chosen).resolve() if chosen else workspace.root / "cache"
+    if not (cache / "cas").is_dir():
+        raise UserError(f"no cache at {cache} (nothing has been built with it)")
+    stores = Stores(cache)
+    if workspace is None:
+        console.print("[dim]not in a workspace: no out/ tree to keep[/]")
+        return stores, set()
+    return stores, OutTree(workspace.root / "out", stores.cas, stores.digests).held_digests()
+
+
+def cmd_cache_gc(args, console: Console) -> int:
+    from .cache_gc import collect, human_bytes, parse_size
+
+    max_size = parse_size(args.max_size) if args.max_size is not None else None
+    if max_size is None and args.older_than is None:
+        raise UserError("cache gc: say what to remove: --max-size SIZE (e.g. 5G), --older-than DAYS, or both")
+    if args.older_than is not None and args.older_than < 0:
+        raise UserError(f"--older-than {args.older_than}: expected a number of days, 0 or more")
+    stores, held = _gc_inputs(args, console)
+    try:
+        r = collect(stores.cas, held, max_size, args.older_than)
+    finally:
+        stores.close()
+        stores.cas.close()
+    console.print(f"removed {_count(r.removed, 'blob')} ({human_bytes(r.removed_bytes)}) from {stores.cas.root} "
+                  f"in {r.seconds:.2f}s; {_count(r.kept, 'blob')} ({human_bytes(r.kept_bytes)}) remain", soft_wrap=True)
+    kept = [f"{_count(r.held, 'blob')} ({human_bytes(r.held_bytes)}) that out/ holds"] if r.held else []
+    if r.in_use:
+        kept.append(f"{_count(r.in_use, 'blob')} ({human_bytes(r.in_use_bytes)}) used "
+                    + (f"since the {_count(r.builds_running, 'running build')} started" if r.builds_running
+                       else "in the last seconds"))
+    if kept:
+        console.print(f"kept whatever the limits: {'; '.join(kept)}", soft_wrap=True)
+    if max_size is not None and r.kept_bytes > max_size:
+        console.print(f"[yellow]the cache stays above --max-size {human_bytes(max_size)}[/]: what remains is held by "
+                      f"out/ or in use", soft_wrap=True)
+    return 0
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def cmd_cache_stats(args, console: Console) -> int:
+    import time
+
+    from .cache_gc import human_bytes, stats
+
+    stores, held = _gc_inputs(args, console)
+    try:
+        s = stats(stores.dir, stores.cas, held)
+        entries = len(stores.action_cache)
+    finally:
+        stores.close()
+        stores.cas.close()
+
+    def age(ns: int | None) -> str:
+        hours = (time.time_ns() - ns) / 3_600e9 if ns is not None else 0
+        return "-" if ns is None else f"{hours:.1f} hours ago" if hours < 48 else f"{hours / 24:.1f} days ago"
+
+    console.print(f"cache {stores.dir}", soft_wrap=True)
+    console.print(f"  CAS: {_count(s.blobs, 'blob')}, {human_bytes(s.blob_bytes)}; least recently used {age(s.oldest_use_ns)}, "
+                  f"most recently {age(s.newest_use_ns)}", soft_wrap=True)
+    console.print(f"  held by out/: {_count(s.held, 'blob')}, {human_bytes(s.held_bytes)}")
+    console.print(f"  action cache: {entries} entries")
+    for name, size in s.parts.items():
+        console.print(f"  {name}/: {human_bytes(size)}")
+    if s.builds_running:
+        console.print(f"  {s.builds_running} other process(es) have the cache open now")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="modelbuild", description="Build model artifacts declared in BUILD.models files.")
     p.add_argument("--verbose", "-v", action="store_true", help="tracebacks for errors, full action logs")
@@ -229,7 +315,77 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--cache", action="store_true", help="also empty the cache")
     c.add_argument("--cache-dir")
     c.set_defaults(run=cmd_clean)
+
+    k = sub.add_parser("cache", help="bound the cache (gc) or see what it holds (stats)")
+    ksub = k.add_subparsers(dest="cache_command", required=True)
+    g = ksub.add_parser("gc", help="remove blobs, least recently used first; never what out/ holds or a running build uses")
+    g.add_argument("--max-size", metavar="SIZE", help="shrink the CAS to at most SIZE (500M, 5G, 10GiB)")
+    g.add_argument("--older-than", metavar="DAYS", type=float, help="remove blobs unused for more than DAYS days")
+    g.add_argument("--cache-dir")
+    g.set_defaults(run=cmd_cache_gc)
+    t = ksub.add_parser("stats", help="what the cache holds: blobs, sizes, last use, what out/ holds")
+    t.add_argument("--cache-dir")
+    t.set_defaults(run=cmd_cache_stats)
     return p
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+_READ_ONLY = {errno.EROFS, errno.EACCES, errno.EPERM}
+_IN_THE_WAY = {errno.ENOTDIR, errno.EEXIST, errno.EISDIR}
+_NEARLY_FULL = 16 << 20  # bytes free under which a failed write is put down to a full disk
+
+
+def _probe(path: Path) -> int | None:
+    """Why writing under path fails, from the file system itself (SQLite's errors say little:
+    a full disk can come back as 'disk I/O error')."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    try:
+        fs = os.statvfs(path)
+    except OSError:
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return errno.EROFS
+    if fs.f_bavail * fs.f_frsize < _NEARLY_FULL:
+        return errno.ENOSPC
+    return None if os.access(path, os.W_OK) else errno.EACCES
+
+
+def _cache_for_message(args) -> Path:
+    chosen = getattr(args, "cache_dir", None) or os.environ.get(CACHE_ENV)
+    if chosen:
+        return Path(chosen).resolve()
+    try:
+        return Workspace.find().root / "cache"
+    except UserError:
+        return Path.cwd() / "cache"
+
+
+def environment_fault(err: OSError | sqlite3.Error, args) -> str | None:
+    """What to say when the machine, not the build, is at fault (a full disk, a read-only cache, a file
+    where a directory must be); None for anything else, which is a bug and keeps its traceback.
+    Nothing already cached is lost: blobs and records are only ever added whole."""
+    cache = _cache_for_message(args)
+    if isinstance(err, sqlite3.Error):  # diskcache's SQLite names no path: it is one of the cache's stores
+        text = str(err).lower()
+        where, why = cache, f"SQLite: {err}"
+        code = errno.ENOSPC if "full" in text else errno.EROFS if "readonly" in text else _probe(cache)
+    else:
+        where, why, code = Path(err.filename) if err.filename else cache, err.strerror or str(err), err.errno
+        if code == errno.EIO:
+            code = _probe(where) or code
+    in_cache = where == cache or where.is_relative_to(cache)
+    if code in _FULL:
+        return (f"no space left to write {where} ({why}). Free space on that disk"
+                + (" (`modelbuild cache gc --max-size SIZE` shrinks the cache)" if in_cache else "")
+                + " and build again; nothing already cached was lost")
+    if code in _READ_ONLY:
+        return (f"cannot write {where} ({why}). Make it writable"
+                + (f", or use another cache with --cache-dir DIR or ${CACHE_ENV}" if in_cache else "")
+                + "; nothing already cached was lost")
+    if code in _IN_THE_WAY:
+        return f"{where} is in the way ({why}): modelbuild needs a directory there, or a file. Move it and build again"
+    return None
 
 
 def _stop(signum, frame):
@@ -251,6 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         errors.print("[red]interrupted[/]")
         return 130
+    except (OSError, sqlite3.Error) as err:
+        message = environment_fault(err, args)
+        if message is None:
+            raise
+        if args.verbose:
+            errors.print_exception()
+        errors.print(f"[bold red]ERROR:[/] {escape(message)}", soft_wrap=True)
+        return 2
 
 
 if __name__ == "__main__":
