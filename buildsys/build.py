@@ -1,6 +1,9 @@
 """One build: load, plan, schedule, place outputs. Returns what happened; prints nothing itself."""
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +22,6 @@ from .ruleset import RuleSet
 from .scheduler import CACHED, FAILED, RAN, BuildState, Outcome, Scheduler
 from .target_graph import TargetGraph
 from .workspace import Workspace
-
-
-OUT_LOCK = ".modelbuild.lock"  # in out/: held by the build writing it
 
 
 @dataclass
@@ -79,14 +79,17 @@ def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], s
 
 
 def _lock_out(out_dir: Path, on_progress) -> FileLock:
-    """One build at a time writes a workspace's out/: a second one waits, and says so."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(out_dir / OUT_LOCK, blocking=False)
+    """One build at a time writes a workspace's out/: a second one waits, and says so. The lock
+    lives outside the workspace (nothing in out/ but artifacts, nothing new for git to see)."""
+    name = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:32]
+    lock_dir = Path(tempfile.gettempdir()) / f"modelbuild-{os.getuid()}"
+    lock_dir.mkdir(mode=0o700, exist_ok=True)
+    lock = FileLock(lock_dir / f"out-{name}.lock", blocking=False)
     try:
         lock.acquire()
     except Timeout:
         on_progress("waiting", f"another build is writing {out_dir}; waiting for it to finish")
-        lock = FileLock(out_dir / OUT_LOCK)
+        lock = FileLock(lock_dir / f"out-{name}.lock")
         lock.acquire()
     return lock
 

@@ -24,11 +24,33 @@ from __future__ import annotations
 from contextlib import contextmanager
 
 
+# Loading a .pt2 unpickles parts of it, so a program is loaded only from bytes that match the
+# digest its action-cache record names: the worker registers each input's digest here, and the
+# bytes hashed are the bytes loaded (no window for the file to change in between).
+_expected: dict[str, str] = {}
+
+
+def expect_inputs(inputs: dict) -> None:
+    """The current action's inputs: {name: {"path", "digest", ...}} (set by the worker per action)."""
+    _expected.clear()
+    _expected.update({str(i["path"]): i["digest"] for i in inputs.values() if "digest" in i and not i.get("is_tree")})
+
+
 def load_program(path):
     """The ExportedProgram saved at `path`, as it was before it was saved."""
+    import hashlib
+    import io
+
     import torch
 
-    ep = torch.export.load(str(path))
+    from .errors import StepError
+
+    data = open(path, "rb").read()
+    expected = _expected.get(str(path))
+    if expected is not None and hashlib.sha256(data).hexdigest() != expected:
+        raise StepError(f"refusing to load {path}: its sha256 is {hashlib.sha256(data).hexdigest()}, but the action "
+                        f"cache names {expected} (the file changed after the engine verified it); build again")
+    ep = torch.export.load(io.BytesIO(data))
     drop_unused_outputs(ep)
     return ep
 

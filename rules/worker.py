@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import StepError, user_frames
+from .programs import expect_inputs
 from .toolchain_errors import explain
 
 
@@ -89,6 +90,7 @@ def _environmental(err: BaseException | None) -> bool:
 
 def run_one(request: dict, workspace: Path) -> dict:
     ctx = StepContext(request, workspace)
+    expect_inputs(request["inputs"])  # programs load only from bytes matching their record's digest
     started = time.monotonic()
     with _captured(request["log"]):
         try:
