@@ -133,3 +133,46 @@ def test_sigkill_at_random_moments_then_build_matches_a_clean_one(tmp_path: Path
     assert digests(ws / "out") == expected
     assert scratch_left(ws / "cache", ws / "out") == []
     assert gone_within(ws, 3.0)[1] == []
+
+
+STUCK_STEP = '''import os, re, subprocess
+
+
+def serve(conn, workspace):
+    child = subprocess.Popen(["sleep", "600"])  # as AOTInductor's g++
+    with open(os.path.join(workspace, "pids.tmp"), "w") as f:
+        f.write(f"{os.getpid()} {child.pid}")
+    os.rename(os.path.join(workspace, "pids.tmp"), os.path.join(workspace, "pids"))
+    re.match(r"(a*)*b", "a" * 64)  # C code that never lets go of the GIL, as deep in the toolchain
+'''
+ENGINE = ("import sys, time; from pathlib import Path; from buildsys.workers import Worker; "
+          "Worker(0, 'stuck_step:serve', Path(sys.argv[1]), Path(sys.argv[1]) / 'worker.log'); time.sleep(600)")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_steps_subprocess_dies_with_its_worker_when_the_engine_is_killed(tmp_path: Path):
+    (tmp_path / "stuck_step.py").write_text(STUCK_STEP)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    engine = subprocess.Popen([sys.executable, "-c", ENGINE, str(tmp_path)], env=env, start_new_session=True)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "pids").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+        engine.kill()
+        engine.wait()
+        deadline = time.monotonic() + 3
+        while any(map(alive, pids)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in pids if alive(pid)], "the worker or its subprocess outlived the engine by 3 s"
+    finally:
+        engine.kill()
+        for pid in filter(alive, pids):
+            os.kill(pid, signal.SIGKILL)
