@@ -22,6 +22,7 @@ from .pysources import module_file, python_closure
 from .revision import workspace_revision
 from .ruleset import RuleSet
 from .target_graph import Target, TargetGraph
+from .workspace import BUILD_FILE
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,18 @@ class Planned:
         return ({self.artifact.action} if self.artifact else set()) | {c.action for c in self.checks}
 
 
+def _owning_dir(path: Path, package: Path) -> Path | None:
+    """The package directory `path` belongs to, `package` or a subpackage's; None if outside `package`."""
+    if not path.is_relative_to(package):
+        return None
+    for parent in path.parents:
+        if parent == package or not parent.is_relative_to(package):
+            return package
+        if (parent / BUILD_FILE).is_file():
+            return parent
+    return package
+
+
 class PlanContext:
     """The view of the build a target kind's plan() gets."""
 
@@ -110,11 +123,15 @@ class PlanContext:
         package = f"'//{self.label.package}'"
         for p in paths:
             real = (base / p).resolve()
-            if Path(p).is_absolute() or not real.is_relative_to(base.resolve()):
-                shown = "" if str(real) == p else f", which resolves to {real}"
-                raise self.error(f"{what} '{p}' is outside the package {package}{shown}; weights, data and "
-                                 f"calibration files must be inside the package's directory: copy the file there "
-                                 f"(a symlink is followed, and must point inside the package too)")
+            owner = _owning_dir(real, base.resolve())
+            if Path(p).is_absolute() or owner != base.resolve():
+                shown = "" if real == base.resolve() / p else f" (resolving to {real})"  # a link, or ..
+                where = (f"is in the package '//{self.label.package + '/' if self.label.package else ''}"
+                         f"{owner.relative_to(base.resolve()).as_posix()}', not {package}" if owner else
+                         f"is outside the package {package}")
+                raise self.error(f"{what} '{p}'{shown} {where}; weights, data and calibration files must be "
+                                 f"inside the package's directory: copy the file there (a symlink is followed, "
+                                 f"and must point inside the package too)")
         missing = [p for p in paths if not (base / p).is_file()]
         if missing:
             raise self.error(f"{what} not found in package {package}: {', '.join(missing)}")
