@@ -151,7 +151,7 @@ class Evaluator:
         return call
 
     def _declare(self, kind: str, stack: str, kwargs: dict) -> None:
-        if self._current is None:
+        if self._current is None or self._loading:  # a .star file's top level runs once, for whoever loads it first
             raise UserError(f"{kind}() may only be called while a BUILD.models file is evaluated, not at load time")
         self._declared.append(RawTarget(kind, dict(kwargs), _location(stack), self._current))
 
