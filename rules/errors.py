@@ -37,6 +37,8 @@ def _installed(path: str) -> bool:
 def user_file(filename: str, workspace: Path) -> str | None:
     """The file's workspace-relative path if it is the user's code, else None. Python does not
     resolve symlinks in code paths, so both the path as imported and the real path are checked."""
+    if not os.path.isabs(filename):  # "<string>", "<frozen importlib._bootstrap>": no file of anyone's
+        return None
     for path in (filename, os.path.realpath(filename)):
         if _installed(path):
             return None
