@@ -26,7 +26,7 @@ from .show import _human_bytes as human_bytes  # noqa: F401  (sizes read as `sho
 _DAY_NS = 86_400 * 10**9
 # File times come from a coarse clock that can trail time.time_ns() by a tick: a blob marked just
 # after a build opened the store may carry a slightly earlier time.
-_CLOCK_SLACK_NS = 2 * 10**9
+CLOCK_SLACK_NS = 10**9
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
           "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
@@ -60,7 +60,7 @@ def collect(cas: CAS, held: set[str], max_size: int | None = None, older_than_da
     start = time.monotonic()
     now = time.time_ns()
     others = cas.others_started()
-    cutoff = min([now, *others]) - _CLOCK_SLACK_NS
+    cutoff = min([now, *others]) - CLOCK_SLACK_NS
     result = GcResult(builds_running=len(others))
     candidates: list[tuple[int, int, str]] = []  # (last used, size, digest)
     total = 0

@@ -152,17 +152,17 @@ class OutTree:
         os.replace(tmp, self.log)
 
     def held_digests(self) -> set[str]:
-        """The digests of what the logged outputs hold now (trees: the manifest and every file's blob):
-        the blobs `cache gc` keeps so that the next build need not run anything for them."""
+        """The digests of what out/ holds now: every file's, and every directory's as a tree (so an
+        artifact directory's manifest too). `cache gc` keeps these blobs, so that the next build need
+        not run anything for them. Read from the files, not the log: a copied or moved out/ counts."""
         held: set[str] = set()
 
         def file_digest(path: Path) -> str:
             held.add(digest := self.digests.digest(path))
             return digest
 
-        root = self.root.resolve()
-        for rel, entry in self.logged().items():
-            digest = self.current_digest(root / rel, entry["tree"], file_digest)
-            if digest is not None:
-                held.add(digest)
+        if not self.root.is_dir():
+            return held
+        for directory, _, _ in os.walk(self.root):  # symlinks are not followed: never outside out/
+            held.add(CAS.tree_digest(Path(directory), file_digest))
         return held
