@@ -58,6 +58,7 @@ class Session:
     def open(cls, directory: Path) -> "Session":
         directory.mkdir(exist_ok=True)
         scratch.sweep(directory)
+        cls.live(directory)  # and the files of killed processes go, whether or not gc ever runs
         started = time.time_ns()
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=scratch.prefix())
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -77,7 +78,8 @@ class Session:
         """When each other process that has the store open opened it; the files of dead ones are removed."""
         started = []
         for entry in directory.iterdir() if directory.is_dir() else []:
-            if entry.name.startswith(".") or (own is not None and entry == own.path):
+            opened = entry.name.split("-")[0]
+            if not opened.isdigit() or (own is not None and entry == own.path):
                 continue
             try:
                 fd = os.open(entry, os.O_RDONLY)
@@ -86,7 +88,7 @@ class Session:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                started.append(int(entry.name.split("-")[0]))
+                started.append(int(opened))
             else:
                 entry.unlink(missing_ok=True)  # its process is gone
             finally:

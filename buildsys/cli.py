@@ -372,6 +372,8 @@ def environment_fault(err: OSError | sqlite3.Error, args) -> str | None:
         code = errno.ENOSPC if "full" in text else errno.EROFS if "readonly" in text else _probe(cache)
     else:
         where, why, code = Path(err.filename) if err.filename else cache, err.strerror or str(err), err.errno
+        if where.name.startswith(".tmp-"):  # our own scratch file: name the directory it was in
+            where = where.parent
         if code == errno.EIO:
             code = _probe(where) or code
     in_cache = where == cache or where.is_relative_to(cache)

@@ -31,7 +31,7 @@ class OutTree:
         self.cas = cas
         self.digests = digests
         self._swept: set[Path] = set()
-        # One {"label", "path", "tree"} line per output placed, in <cache>/outputs/ by default.
+        # One {"label", "path"} line per output placed, in <cache>/outputs/ by default.
         logs = logs or cas.root.parent / "outputs"
         self.log = logs / f"{digest_bytes(str(root.resolve()).encode())[:24]}.jsonl"
         self._logged: dict[str, dict] | None = None  # relative path -> log entry
@@ -54,7 +54,7 @@ class OutTree:
         if path.parent not in self._swept:  # what a killed build was writing here
             scratch.sweep(path.parent)
             self._swept.add(path.parent)
-        self._log(label, path, record.is_tree)
+        self._log(label, path)
         if self.current_digest(path, record.is_tree) == record.digest:
             return path, False
         self.cas.materialize(record.digest, record.is_tree, path)
@@ -77,12 +77,11 @@ class OutTree:
                 except (ValueError, KeyError, TypeError, UserError):
                     continue  # a torn last line of a killed build, or not ours
                 if not rel.is_absolute() and ".." not in rel.parts:
-                    self._logged[rel.as_posix()] = {"label": entry["label"], "path": rel.as_posix(),
-                                                    "tree": bool(entry.get("tree"))}
+                    self._logged[rel.as_posix()] = {"label": entry["label"], "path": rel.as_posix()}
         return self._logged
 
-    def _log(self, label: Label, path: Path, is_tree: bool) -> None:
-        entry = {"label": str(label), "path": path.relative_to(self.root.resolve()).as_posix(), "tree": is_tree}
+    def _log(self, label: Label, path: Path) -> None:
+        entry = {"label": str(label), "path": path.relative_to(self.root.resolve()).as_posix()}
         if self.logged().get(entry["path"]) == entry:
             return
         self.log.parent.mkdir(parents=True, exist_ok=True)
