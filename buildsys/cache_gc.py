@@ -51,13 +51,11 @@ class GcResult:
     in_use: int = 0  # kept because a running build (or one that ran since gc started) used them
     in_use_bytes: int = 0
     builds_running: int = 0
-    seconds: float = 0.0
 
 
 def collect(cas: CAS, held: set[str], max_size: int | None = None, older_than_days: float | None = None) -> GcResult:
     """Remove blobs unused for older_than_days, then the least recently used until the CAS is at most
     max_size bytes; never a blob in `held` or one used since a running build (or this gc) started."""
-    start = time.monotonic()
     now = time.time_ns()
     others = cas.others_started()
     cutoff = min([now, *others]) - CLOCK_SLACK_NS
@@ -86,7 +84,6 @@ def collect(cas: CAS, held: set[str], max_size: int | None = None, older_than_da
             result.removed_bytes += size
     result.kept_bytes = total
     result.kept = sum(1 for _ in cas.blobs())
-    result.seconds = time.monotonic() - start
     return result
 
 

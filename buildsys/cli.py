@@ -8,6 +8,7 @@ import shutil
 import signal
 import sqlite3
 import sys
+import time
 from pathlib import Path
 
 from rich.console import Console
@@ -219,6 +220,7 @@ def cmd_cache_gc(args, console: Console) -> int:
         raise UserError("cache gc: say what to remove: --max-size SIZE (e.g. 5G), --older-than DAYS, or both")
     if args.older_than is not None and args.older_than < 0:
         raise UserError(f"--older-than {args.older_than}: expected a number of days, 0 or more")
+    began = time.monotonic()
     stores, held = _gc_inputs(args, console)
     try:
         r = collect(stores.cas, held, max_size, args.older_than)
@@ -226,7 +228,8 @@ def cmd_cache_gc(args, console: Console) -> int:
         stores.close()
         stores.cas.close()
     console.print(f"removed {_count(r.removed, 'blob')} ({human_bytes(r.removed_bytes)}) from {stores.cas.root} "
-                  f"in {r.seconds:.2f}s; {_count(r.kept, 'blob')} ({human_bytes(r.kept_bytes)}) remain", soft_wrap=True)
+                  f"in {time.monotonic() - began:.2f}s; {_count(r.kept, 'blob')} ({human_bytes(r.kept_bytes)}) remain",
+                  soft_wrap=True)
     kept = [f"{_count(r.held, 'blob')} ({human_bytes(r.held_bytes)}) that out/ holds"] if r.held else []
     if r.in_use:
         kept.append(f"{_count(r.in_use, 'blob')} ({human_bytes(r.in_use_bytes)}) used "
@@ -245,8 +248,6 @@ def _count(n: int, noun: str) -> str:
 
 
 def cmd_cache_stats(args, console: Console) -> int:
-    import time
-
     from .cache_gc import human_bytes, stats
 
     stores, held = _gc_inputs(args, console)
