@@ -45,6 +45,7 @@ class BuildSummary:
     placed: dict[Label, Path] = field(default_factory=dict)
     seconds: float = 0.0
     store_warnings: list[str] = field(default_factory=list)  # bad records dropped, corrupt blobs healed
+    removed: list[Path] = field(default_factory=list)  # stale outputs removed from out/
 
     @property
     def ok(self) -> bool:
@@ -67,6 +68,7 @@ class Stores:
     def close(self) -> None:
         self.digests.close()
         self.action_cache.close()
+        self.cas.close()
 
 
 def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], stores: Stores,
@@ -141,6 +143,8 @@ def build(
             options.jobs, options.keep_going, on_event, options.explain, options.retry_failed,
         )
         summary.state = scheduler.run(planner.actions_for(labels))
+        summary.removed = out.remove_stale({l: p.ext for l, p in planner.planned.items() if p.artifact},
+                                           options.patterns, targets.all_packages)
         summary.store_warnings = stores.action_cache.warnings + summary.state.healed
         summary.failed_targets = [l for l in waiting_on if l not in summary.placed]
         summary.seconds = time.monotonic() - start

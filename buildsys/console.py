@@ -97,6 +97,9 @@ class BuildConsole:
         ran, cached, failed, skipped = (s.count(x) for x in (RAN, CACHED, FAILED, SKIPPED))
         n = len(s.targets)
         warned = self.warnings(s)
+        if s.removed:
+            self.console.print(f"removed {len(s.removed)} stale output(s) that no target declares any more: "
+                               + escape(", ".join(str(p) for p in s.removed)), soft_wrap=True)
         warnings = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
         if s.ok and ran == 0:
             self.console.print(f"[green]{n} targets up to date[/], 0 actions run ({cached} cached){warnings} "

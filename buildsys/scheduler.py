@@ -257,7 +257,7 @@ class Scheduler:
         for pid in producers:
             self._reruns[pid] = self._reruns.get(pid, 0) + 1
             self.state.outcomes.pop(pid, None)
-            self.state.healed.append(f"{why} was corrupt: removed it and ran {self.planner.actions[pid].step} "
+            self.state.healed.append(f"{why} was corrupt or missing: ran {self.planner.actions[pid].step} "
                                      f"({self.planner.actions[pid].label}) again")
         self._rerun_requests = producers + [a for a in self._rerun_requests if a not in producers]
         return True
