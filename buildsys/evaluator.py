@@ -16,6 +16,7 @@ import pickle
 import re
 import resource
 import select
+import signal
 import socket
 import struct
 import time
@@ -322,6 +323,7 @@ def _limit_memory() -> None:
 def serve(fd: int) -> None:
     """Answer ("load", package) requests until the parent closes the connection."""
     conn = Channel(socket.socket(fileno=fd))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the CLI's to handle; it closes the connection
     _limit_memory()
     root, kinds, prelude = conn.recv()
     evaluator = Evaluator(Workspace(Path(root)), kinds, prelude, conn)

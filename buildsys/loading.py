@@ -139,9 +139,9 @@ def _spec_origin(name: str) -> str:
 
 
 def _stop(conn: Channel, process: subprocess.Popen, stderr) -> None:
-    conn.close()
+    conn.close()  # an idle evaluator exits at once; a busy one at its next loop step, or is killed
     try:
-        process.wait(timeout=5)
+        process.wait(timeout=1)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
