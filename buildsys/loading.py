@@ -18,6 +18,8 @@ import time
 import weakref
 from pathlib import Path
 
+import starlark
+
 from .errors import UserError
 from .evaluator import MAX_MEMORY, MAX_SECONDS, Channel, RawTarget
 from .ruleset import RuleSet
@@ -55,8 +57,8 @@ class _Child:
     """The evaluator process and its connection; it exits when the connection closes."""
 
     def __init__(self, workspace: Workspace, ruleset: RuleSet):
-        # The child's whole import path: buildsys, and starlark (located, not imported, here).
-        paths = [str(Path(__file__).resolve().parent.parent), str(Path(_spec_origin("starlark")).parent.parent)]
+        # The child's whole import path: the directories holding buildsys and starlark.
+        paths = [str(Path(__file__).resolve().parent.parent), str(Path(starlark.__file__).resolve().parent.parent)]
         parent, child = socket.socketpair()
         self.stderr = tempfile.TemporaryFile()  # print() output and crash reports, relayed after each file
         self.process = subprocess.Popen(
@@ -128,14 +130,6 @@ class _Child:
 
 def _chain(files: list[str]) -> str:
     return f" while evaluating {' loaded by '.join(reversed(files))}" if len(files) > 1 else " while evaluating it"
-
-
-def _spec_origin(name: str) -> str:
-    import importlib.util
-
-    spec = importlib.util.find_spec(name)
-    assert spec is not None and spec.origin, name
-    return spec.origin
 
 
 def _stop(conn: Channel, process: subprocess.Popen, stderr) -> None:
