@@ -90,8 +90,10 @@ def outcomes(shared, tmp_path_factory, request):
     wanted = [BY_NAME[item.callspec.params["case"]] for item in request.session.items
               if getattr(item, "originalname", "") == "test_bad_input"]
 
+    roots = {case.name: tmp_path_factory.mktemp(case.name) for case in wanted}  # not thread-safe
+
     def run(case: Case):
-        ws = make_case(case, tmp_path_factory.mktemp(case.name))
+        ws = make_case(case, roots[case.name])
         env = {CACHE_ENV: str(cache), **{k: v.replace("{workspace}", str(ws)) for k, v in case.env.items()}}
         proc = run_cli(ws, *case.args, *(("-j", "1") if case.args[0] == "build" else ()), env=env, timeout=300)
         return proc, lost(cache, before)
