@@ -216,6 +216,8 @@ CASES = [
     Case("bounds", "endless_loop_in_macro", 2, r"BUILD\.models:2\b", r"evaluation stopped after 100,000,000 loop iterations",
          'load("//:defs.star", "spin")\nspin()\n', {"defs.star": LOOP}),
     Case("bounds", "deep_value_printed", 2, r"BUILD\.models\b", r"the Starlark interpreter crashed \(signal SIGSEGV\).*nested too deeply", NESTED % "str(x)"),
+    Case("bounds", "deep_value_printed_in_query", 2, r"BUILD\.models\b", r"the Starlark interpreter crashed \(signal SIGSEGV\)",
+         NESTED % "str(x)", args=("query", "//...")),
     Case("bounds", "deep_value_given_to_a_rule", 2, r"BUILD\.models:6\b", r"Maximum depth of 1000 exceeded while converting",
          (NESTED % "x").replace("return x", 'model(name = "m", entry = "a:b", inputs = x)')),
     Case("bounds", "endless_recursion", 2, r"BUILD\.models:3\b", r"Starlark call stack overflow", "def f(n):\n    return f(n + 1)\nf(0)\n"),
