@@ -398,8 +398,9 @@ def _stop(signum, frame):
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _stop)
     args = parser().parse_args(argv)
-    console = Console(stderr=False, highlight=False)
-    errors = Console(stderr=True, highlight=False)
+    # No emoji codes: a label such as //a:b:c must print as written.
+    console = Console(stderr=False, highlight=False, emoji=False)
+    errors = Console(stderr=True, highlight=False, emoji=False)
     try:
         return args.run(args, console)
     except UserError as err:

@@ -91,11 +91,14 @@ def draft_report(model, args, kwargs, cfg: ExportConfig, workspace) -> str:
 
 def _dynamo_user_lines(text: str, workspace) -> list[str]:
     """Strict export (Dynamo) puts the user's frames and its hints in the message text."""
-    root = str(workspace).rstrip("/") + "/"
+    from .errors import user_file
+
     lines, out = text.splitlines(), []
     for i, line in enumerate(lines):
-        if line.strip().startswith(f'File "{root}'):
-            out.append("  " + line.strip().replace(root, ""))
+        match = re.match(r'File "([^"]+)"(.*)', line.strip())
+        rel = user_file(match.group(1), workspace) if match else None  # not the toolchain's, nor a venv's
+        if rel is not None:
+            out.append(f'  File "{rel}"{match.group(2)}')
             if i + 1 < len(lines):
                 out.append("      " + lines[i + 1].strip())
         elif line.strip().startswith("Hint:") and "torch.cond" in line:

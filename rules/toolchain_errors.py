@@ -16,6 +16,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import user_file
+
 
 @dataclass(frozen=True)
 class KnownFailure:
@@ -141,7 +143,7 @@ def origin(trace: str, workspace: Path) -> str:
         return f"{path}:{number}" + (f" ({code})" if code else "")
 
     # Programs keep the workspace's paths relative (export's normalize): those frames are the user's.
-    own = [f for f in frames if not f[0].startswith("/") or f[0].startswith(root)]
+    own = [f for f in frames if not f[0].startswith("/") or user_file(f[0], workspace) is not None]
     parts = [f"your code at {show(own[-1])}"] if own else []
     if not own or frames[-1] != own[-1]:
         parts.append(f"made at {show(frames[-1])}")
