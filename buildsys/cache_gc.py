@@ -51,6 +51,7 @@ class GcResult:
     in_use: int = 0  # kept because a running build (or one that ran since gc started) used them
     in_use_bytes: int = 0
     builds_running: int = 0
+    locks_removed: int = 0  # idle per-action lock files (cache/locks)
 
 
 def collect(cas: CAS, held: set[str], max_size: int | None = None, older_than_days: float | None = None) -> GcResult:
@@ -84,7 +85,32 @@ def collect(cas: CAS, held: set[str], max_size: int | None = None, older_than_da
             result.removed_bytes += size
     result.kept_bytes = total
     result.kept = sum(1 for _ in cas.blobs())
+    result.locks_removed = remove_idle_locks(cas.root.parent / "locks", cutoff)
     return result
+
+
+def remove_idle_locks(lock_dir: Path, cutoff: int) -> int:
+    """Remove the per-action lock files no build holds and none touched since `cutoff`. A build that
+    opened one just before it went notices the unlinked file (filelock checks) and takes a new one."""
+    import fcntl
+
+    removed = 0
+    for path in lock_dir.glob("*.lock") if lock_dir.is_dir() else ():
+        try:
+            if path.stat().st_mtime_ns >= cutoff:
+                continue
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a build is running that action
+            path.unlink()
+            removed += 1
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _still_unused(cas: CAS, digest: str, cutoff: int) -> bool:

@@ -31,6 +31,19 @@ from .workers import Worker, WorkerDied, WorkerPool
 
 RAN, CACHED, FAILED, SKIPPED = "ran", "cached", "failed", "skipped"
 _POLL = 0.2  # seconds between looks at actions another build is running
+_LOW_DISK = 64 * 2**20  # free bytes below which a dead worker is most likely a full disk's victim
+
+
+def _disk_hint(path: Path) -> str:
+    """Why a worker may have died, when the disk it writes to is (nearly) full."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return ""
+    if free >= _LOW_DISK:
+        return ""
+    return (f"; the disk holding {path.parent} has {free // 2**20} MB free, so a full disk is the likely cause: free "
+            "space (`modelbuild cache gc --max-size SIZE` shrinks the cache) and build again")
 
 
 @dataclass
@@ -353,7 +366,7 @@ class Scheduler:
                 reply = worker.receive()
             except WorkerDied as died:  # says nothing about the inputs: never recorded as their failure
                 self.pool.discard(worker)
-                reply = {"ok": False, "error": str(died), "transient": True}
+                reply = {"ok": False, "error": str(died) + _disk_hint(staging), "transient": True}
             worker.busy = None
             log_path = staging / "log.txt"
             log_text = log_path.read_text(errors="replace") if log_path.is_file() else ""

@@ -124,3 +124,20 @@ def test_gc_while_a_build_runs_keeps_what_the_build_has_used(ws):
 def test_gc_arguments(ws, args, phrase):
     proc = run_cli(ws, "cache", "gc", *args)
     assert proc.returncode == 2 and phrase in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_gc_removes_idle_action_locks_but_not_held_ones(ws):
+    from filelock import FileLock
+
+    locks = ws / "cache" / "locks"
+    assert list(locks.glob("*.lock")), "a build leaves one lock file per action it ran"
+    held = FileLock(locks / ("f" * 64 + ".lock"), blocking=False)
+    held.acquire()  # as a running build holds the lock of the action it runs
+    try:
+        for path in locks.glob("*.lock"):
+            age(path, 1)
+        proc = run_cli(ws, "cache", "gc", "--older-than", "30")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert [p.name for p in locks.glob("*.lock")] == ["f" * 64 + ".lock"]
+    finally:
+        held.release()
