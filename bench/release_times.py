@@ -37,6 +37,7 @@ def main() -> None:
         for where, env, umask in TREES:
             tree = Path(tmp) / where
             subprocess.run(["git", "clone", "-q", str(REPO), str(tree)], check=True)
+            subprocess.run(["git", "-C", str(tree), "checkout", "-q", commit], check=True)  # one commit for both
             cold = run(tree, ["build", "//:release"], env, umask)
             cached = run(tree, ["build", "//:release"], env, umask)
             archive = tree / "out" / "release.tar.gz"
