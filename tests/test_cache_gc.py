@@ -33,20 +33,9 @@ def sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    ws = tmp_path_factory.mktemp("gc") / "ws"
-    shutil.copytree(WORKSPACE, ws, ignore=shutil.ignore_patterns("__pycache__", "cache", "out"))
-    proc, _ = build(ws, "//:mlp_pt2", extra=("-j", "1"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return ws
-
-
 @pytest.fixture
-def ws(built, tmp_path) -> Path:
-    dst = tmp_path / "ws"
-    shutil.copytree(built, dst, symlinks=True)
-    return dst
+def ws(tiny_ws) -> Path:  # tests/conftest.py: the release workspace with //:mlp_pt2 built
+    return tiny_ws
 
 
 def test_stats_says_what_the_cache_holds(ws):

@@ -38,20 +38,9 @@ def mounted(*args: str):
         subprocess.run(["umount", target], check=True)
 
 
-@pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    ws = tmp_path_factory.mktemp("environment") / "ws"
-    shutil.copytree(WORKSPACE, ws, ignore=shutil.ignore_patterns("__pycache__", "cache", "out"))
-    proc, _ = build(ws, BUILT, extra=("-j", "1"))
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return ws
-
-
 @pytest.fixture
-def ws(built, tmp_path) -> Path:
-    dst = tmp_path / "ws"
-    shutil.copytree(built, dst, symlinks=True)
-    return dst
+def ws(tiny_ws) -> Path:  # tests/conftest.py: the release workspace with //:mlp_pt2 built
+    return tiny_ws
 
 
 def assert_clear(proc: subprocess.CompletedProcess, *phrases: str) -> None:
