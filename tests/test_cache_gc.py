@@ -16,7 +16,6 @@ import pytest
 from buildsys.cache_gc import CLOCK_SLACK_NS
 from helpers import build, by_status, read_events, run_cli
 
-WORKSPACE = Path(__file__).parent / "workspaces" / "release"
 DAY = 86_400
 
 

@@ -13,7 +13,6 @@ import pytest
 
 from helpers import build, by_status, run_cli
 
-WORKSPACE = Path(__file__).parent / "workspaces" / "release"
 BUILT, NEW = "//:mlp_pt2", "//:mlp_xnnpack"  # in the cache already; not yet (it must write)
 
 
