@@ -107,8 +107,9 @@ def cmd_verify_release(args, console: Console) -> int:
                 rebuilt_path = next(iter(summary.placed.values()))
                 rebuilt, _ = release_archive.read(rebuilt_path)
                 problems += compare_rebuilt(checked.files, rebuilt, checked.signed)
-                same = release_archive.sha256(rebuilt_path.read_bytes()) == release_archive.sha256(archive.read_bytes())
-                console.print(f"rebuilt with an empty cache: archive sha256 {release_archive.sha256(rebuilt_path.read_bytes())} "
+                rebuilt_sha = release_archive.sha256(rebuilt_path.read_bytes())
+                same = rebuilt_sha == release_archive.sha256(archive.read_bytes())
+                console.print(f"rebuilt with an empty cache: archive sha256 {rebuilt_sha} "
                               f"({'identical' if same else 'differs'})", soft_wrap=True)
     for problem in problems:
         console.print(f"[red]MISMATCH[/] {escape(problem)}", soft_wrap=True)
