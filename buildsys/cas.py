@@ -22,7 +22,7 @@ import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from . import scratch
 from .digests import canonical_json, digest_bytes, digest_file
@@ -180,6 +180,18 @@ class CAS:
             digest = digest_file(tmp)  # hash the copy: what is stored is what was hashed
             self._install(tmp, digest)
         return digest
+
+    def adopt(self, chunks: Iterable[bytes], digest: str) -> bool:
+        """Store bytes received from elsewhere (a remote cache) only if they hash to digest;
+        False, and nothing stored, if they do not."""
+        with self._staged() as tmp:
+            with open(tmp, "wb") as f:
+                for chunk in chunks:
+                    f.write(chunk)
+            if digest_file(tmp) != digest:  # hash what was written: what is stored is what was hashed
+                return False
+            self._install(tmp, digest)
+        return True
 
     @staticmethod
     def _manifest(src: Path, file_digest: Callable[[Path], str]) -> bytes:

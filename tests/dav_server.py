@@ -1,0 +1,115 @@
+"""A real WebDAV server (WsgiDAV on cheroot) in a subprocess on 127.0.0.1, serving a temporary
+directory in Bazel's HTTP cache layout (ac/ and cas/ made up front: a WebDAV PUT needs its parent
+collection, where nginx would use create_full_put_path).
+
+It can require a bearer token, refuse writes (readonly: PUT answers 403), and it answers 503 to
+everything while `<root>/../unavailable` exists. The subprocess dies with the process that
+started it (PR_SET_PDEATHSIG).
+
+    with DavServer(tmp_path) as server:
+        server.url, server.root, server.stop(), server.start(), server.unavailable(True)
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class DavServer:
+    def __init__(self, base: Path, token: str | None = None, readonly: bool = False):
+        self.root = base / "dav"
+        for sub in ("ac", "cas"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.token, self.readonly = token, readonly
+        with socket.socket() as s:  # a free port, kept across restarts
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = dict(os.environ, DAV_TOKEN=self.token or "", DAV_READONLY="1" if self.readonly else "")
+        self.log = self.root.parent / "dav.log"  # a file, not a pipe nobody reads: the server never blocks on it
+        with open(self.log, "ab") as log:
+            self._proc = subprocess.Popen([sys.executable, __file__, str(self.root), str(self.port)], env=env,
+                                          stdout=log, stderr=log)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"WsgiDAV exited: {self.log.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"WsgiDAV did not listen on port {self.port} within 20 s")
+
+    def stop(self) -> None:
+        if self._proc is None:
+            return
+        proc, self._proc = self._proc, None
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def unavailable(self, on: bool) -> None:
+        """Make the server answer 503 Service Unavailable to every request (or stop doing so)."""
+        flag = self.root.parent / "unavailable"
+        flag.touch() if on else flag.unlink(missing_ok=True)
+
+    def __enter__(self) -> "DavServer":
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _serve(root: Path, port: int, token: str, readonly: bool) -> None:
+    import ctypes
+    import logging
+
+    from cheroot import wsgi
+    from wsgidav.wsgidav_app import WsgiDAVApp
+
+    # Die with the parent, however it dies; and if it already died before the call, go now.
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:
+        sys.exit(0)
+    logging.disable(logging.CRITICAL)
+
+    dav = WsgiDAVApp({
+        "host": "127.0.0.1", "port": port, "provider_mapping": {"/": {"root": str(root), "readonly": readonly}},
+        "simple_dc": {"user_mapping": {"*": True}},  # anonymous: the token check below is the auth
+        "http_authenticator": {"domain_controller": None, "accept_basic": False, "accept_digest": False},
+        "dir_browser": {"enable": False}, "lock_storage": False, "verbose": 0, "logging": {"enable": False},
+    })
+    flag = root.parent / "unavailable"
+
+    def app(environ, start_response):
+        if flag.exists():
+            start_response("503 Service Unavailable", [("Content-Length", "0")])
+            return [b""]
+        if token and environ.get("HTTP_AUTHORIZATION") != f"Bearer {token}":
+            start_response("401 Unauthorized", [("WWW-Authenticate", "Bearer"), ("Content-Length", "0")])
+            return [b""]
+        return dav(environ, start_response)
+
+    wsgi.Server(("127.0.0.1", port), app).safe_start()
+
+
+if __name__ == "__main__":
+    _serve(Path(sys.argv[1]), int(sys.argv[2]), os.environ["DAV_TOKEN"], bool(os.environ["DAV_READONLY"]))
