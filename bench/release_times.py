@@ -21,7 +21,7 @@ TREES = [("one", {"TZ": "UTC", "LC_ALL": "C.UTF-8"}, 0o022), ("elsewhere/two", {
 def run(cwd: Path, args: list[str], env: dict, umask: int) -> float:
     full = {k: v for k, v in os.environ.items() if k != "MODELBUILD_CACHE_DIR"} | env
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "buildsys.cli", *args], cwd=cwd, env=full, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "modelbuild", *args], cwd=cwd, env=full, capture_output=True,
                           text=True, preexec_fn=lambda: os.umask(umask))
     seconds = time.monotonic() - start
     if proc.returncode != 0:

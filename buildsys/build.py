@@ -12,9 +12,13 @@ from typing import Callable
 from filelock import FileLock, Timeout
 
 from .action_cache import ActionCache
+from .action_lookup import ActionLookup
 from .cas import CAS, CorruptBlob
 from .digests import FileDigests
+from .errors import UserError
 from .events import EventLog
+from .executors import Executor
+from .local_executor import LocalExecutor
 from .labels import Label
 from .outputs import OutTree
 from .planning import Action, Planner
@@ -35,6 +39,14 @@ class BuildOptions:
     retry_failed: bool = False  # rerun actions whose failure is recorded for their current key
     out_dir: Path | None = None  # default: <workspace>/out
     settings: dict = field(default_factory=dict)  # build-wide settings the rules read, e.g. "sign_key"
+    executor: str = "local"  # or "ray"
+    ray_address: str | None = None  # default: $RAY_ADDRESS, else a local Ray instance for the build
+    remote_cache: str | None = None  # URL of a Bazel-protocol HTTP cache
+    remote_upload: bool = True
+    remote_cache_key: Path | None = None  # ed25519 PEM: a private key signs uploads, either kind verifies
+
+
+EXECUTORS = ("local", "ray")
 
 
 @dataclass
@@ -46,6 +58,8 @@ class BuildSummary:
     seconds: float = 0.0
     store_warnings: list[str] = field(default_factory=list)  # bad records dropped, corrupt blobs healed
     removed: list[Path] = field(default_factory=list)  # stale outputs removed from out/
+    remote: object | None = None  # the remote cache's stats (remote_cache.RemoteStats), when one was used
+    executor: str = "local"
 
     @property
     def ok(self) -> bool:
@@ -78,6 +92,25 @@ def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], s
     planner = Planner(targets, ruleset, stores.digests, settings)
     planner.plan(labels)
     return targets, labels, planner
+
+
+def make_executor(options: BuildOptions, ruleset: RuleSet, workspace: Workspace) -> Executor:
+    if options.executor == "local":
+        return LocalExecutor(max(1, options.jobs), ruleset.worker, workspace.root, options.cache_dir / "logs")
+    if options.executor == "ray":
+        from .ray_executor import RayExecutor  # Ray is an optional extra, imported only when asked for
+
+        return RayExecutor(max(1, options.jobs), ruleset.worker, workspace.root, options.ray_address)
+    raise UserError(f"--executor {options.executor}: unknown executor; expected one of: {', '.join(EXECUTORS)}")
+
+
+def make_remote(options: BuildOptions):
+    if not options.remote_cache:
+        return None
+    from .remote_cache import RemoteCache, headers_from_env
+
+    return RemoteCache(options.remote_cache, upload=options.remote_upload, key=options.remote_cache_key,
+                       headers=headers_from_env(os.environ))
 
 
 def _lock_out(out_dir: Path, on_progress) -> FileLock:
@@ -138,14 +171,24 @@ def build(
                     outcome.status = FAILED
                     outcome.error = f"the artifact's blob {bad} stayed corrupt after its producer ran again"
 
+        remote = make_remote(options)
+        lookup = ActionLookup(ruleset, stores.action_cache, stores.cas, remote)
         scheduler = Scheduler(
-            planner, ruleset, stores.action_cache, stores.cas, options.cache_dir,
-            options.jobs, options.keep_going, on_event, options.explain, options.retry_failed,
+            planner, lookup, make_executor(options, ruleset, workspace), options.cache_dir,
+            options.keep_going, on_event, options.explain, options.retry_failed,
         )
-        summary.state = scheduler.run(planner.actions_for(labels))
+        summary.executor = options.executor
+        try:
+            summary.state = scheduler.run(planner.actions_for(labels))
+        finally:
+            if remote is not None:
+                remote.close()
         summary.removed = out.remove_stale({l: p.ext for l, p in planner.planned.items() if p.artifact},
                                            options.patterns, targets.all_packages)
         summary.store_warnings = stores.action_cache.warnings + summary.state.healed
+        if remote is not None:
+            summary.remote = remote.stats
+            summary.store_warnings += remote.warnings
         summary.failed_targets = [l for l in waiting_on if l not in summary.placed]
         summary.seconds = time.monotonic() - start
         return summary

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from .cas import CAS
 from .errors import UserError
-from .show import _human_bytes as human_bytes  # noqa: F401  (sizes read as `show` prints them)
+from .units import human_bytes  # noqa: F401  (re-exported for the cli)
 
 _DAY_NS = 86_400 * 10**9
 # File times come from a coarse clock that can trail time.time_ns() by a tick: a blob marked just

@@ -15,16 +15,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from .errors import UserError
+from .ruleset import RuleSet
 from .workspace import Workspace
 
 CACHE_ENV = "MODELBUILD_CACHE_DIR"
-
-
-def _ruleset():
-    # The composition root: the engine itself knows no rules. Importing them loads no toolchain.
-    from rules import RULESET
-
-    return RULESET
 
 
 def _cache_dir(args, workspace: Workspace) -> Path:
@@ -33,8 +27,8 @@ def _cache_dir(args, workspace: Workspace) -> Path:
 
 
 def cmd_build(args, console: Console) -> int:
-    from .build import BuildOptions, build
-    from .console import BuildConsole
+    from .build import BuildOptions
+    from .build_flags import executor_options, remote_options
 
     workspace = Workspace.find()
     options = BuildOptions(
@@ -46,79 +40,53 @@ def cmd_build(args, console: Console) -> int:
         explain=args.explain,
         retry_failed=args.retry_failed,
         settings=_settings(args),
+        **executor_options(args),
+        **remote_options(args),
     )
-    with BuildConsole(console, args.verbose) as ui:
-        summary = build(workspace, _ruleset(), options, ui.on_progress)
-    ui.summary(summary)
+    summary = Host(args, console).run_build(workspace, options)
     return 0 if summary.ok else 1
 
 
 def _settings(args) -> dict:
-    """Build-wide settings the rules read. A signing key is checked here, before any work."""
-    if not args.sign_key:
-        return {}
-    from rules.provenance import load_private_key
+    """Build-wide settings the rules read, from the flags the rule set added; checked here, before any work."""
+    settings = {}
+    for flag in args.ruleset.flags:
+        value = getattr(args, flag.setting)
+        if value is None:
+            continue
+        try:
+            settings[flag.setting] = flag.parse(value)
+        except ValueError as err:
+            raise UserError(f"{flag.option}: {err}") from None
+    return settings
 
-    key = Path(args.sign_key).resolve()
-    try:
-        load_private_key(key)
-    except ValueError as err:
-        raise UserError(f"--sign-key: {err}") from None
-    return {"sign_key": key}
 
+class Host:
+    """What a rule set's own command may do through the engine: find the workspace, build."""
 
-def cmd_verify_release(args, console: Console) -> int:
-    """Check an archive against its manifest and provenance; with --rebuild, rebuild it from the
-    workspace with an empty cache and compare every file."""
-    import tempfile
+    def __init__(self, args, console: Console):
+        self.args, self.console = args, console
 
-    from rules import release_archive
-    from rules.release_check import check, compare_rebuilt, summary_rows
+    def workspace(self) -> Workspace:
+        return Workspace.find()
 
-    archive = Path(args.archive)
-    try:
-        checked = check(archive, Path(args.key) if args.key else None)
-    except ValueError as err:
-        raise UserError(str(err)) from None
-    release, source = checked.manifest.get("release", {}), checked.manifest.get("source", {})
-    commit = (f"commit {source.get('commit')}{' (dirty)' if source.get('dirty') else ''}" if source.get("vcs")
-              else "not from a git repository")
-    console.print(f"[bold]{escape(str(release.get('label')))}[/] version {escape(str(release.get('version')))}, "
-                  f"{escape(commit)}; {len(checked.files)} files, "
-                  f"provenance {'signed' + (' (signature verified)' if args.key else ' (pass --key to check the signature)') if checked.signed else 'unsigned'}",
-                  soft_wrap=True)
-    for path, fmt, size, check_text in summary_rows(checked.manifest):  # whole paths, however narrow the terminal
-        console.print(f"  {escape(path)}  [dim]{fmt}, {size} bytes, {escape(check_text)}[/]", soft_wrap=True)
-    problems = list(checked.problems)
-    if args.rebuild:
-        from .build import BuildOptions, build
+    def run_build(self, workspace: Workspace, options):
+        from .build import build
         from .console import BuildConsole
 
-        workspace = Workspace.find()
-        with tempfile.TemporaryDirectory(prefix="modelbuild-rebuild-") as tmp:
-            options = BuildOptions(patterns=[release["label"]], cache_dir=Path(tmp) / "cache", jobs=args.jobs,
-                                   out_dir=Path(tmp) / "out")
-            with BuildConsole(console, args.verbose) as ui:
-                summary = build(workspace, _ruleset(), options, ui.on_progress)
-            ui.summary(summary)
-            if not summary.ok:
-                problems.append(f"the rebuild of {release['label']} failed")
-            else:
-                rebuilt_path = next(iter(summary.placed.values()))
-                rebuilt, _ = release_archive.read(rebuilt_path)
-                problems += compare_rebuilt(checked.files, rebuilt, checked.signed)
-                rebuilt_sha = release_archive.sha256(rebuilt_path.read_bytes())
-                same = rebuilt_sha == release_archive.sha256(archive.read_bytes())
-                console.print(f"rebuilt with an empty cache: archive sha256 {rebuilt_sha} "
-                              f"({'identical' if same else 'differs'})", soft_wrap=True)
-    for problem in problems:
-        console.print(f"[red]MISMATCH[/] {escape(problem)}", soft_wrap=True)
-    if problems:
-        console.print(f"[bold red]{archive}: {len(problems)} problem(s)[/]", soft_wrap=True)
-        return 1
-    checks = "every file matches its manifest and provenance" + (", and the rebuild is byte-identical" if args.rebuild else "")
-    console.print(f"[green]OK[/] {escape(str(archive))}: {checks}", soft_wrap=True)
-    return 0
+        with BuildConsole(self.console, self.args.verbose) as ui:
+            summary = build(workspace, self.args.ruleset, options, ui.on_progress)
+        ui.summary(summary)
+        return summary
+
+    def build(self, patterns: list[str], cache_dir: Path, out_dir: Path, jobs: int) -> list[Path] | None:
+        """Build the patterns into out_dir with that cache, showing progress; the placed artifacts, or
+        None if the build failed."""
+        from .build import BuildOptions
+
+        options = BuildOptions(patterns=patterns, cache_dir=cache_dir, jobs=jobs, out_dir=out_dir)
+        summary = self.run_build(self.workspace(), options)
+        return list(summary.placed.values()) if summary.ok else None
 
 
 def cmd_query(args, console: Console) -> int:
@@ -127,7 +95,7 @@ def cmd_query(args, console: Console) -> int:
     workspace = Workspace.find()
     if args.actions:
         return query_actions(args, workspace, console)
-    graph = TargetGraph(workspace, _ruleset())
+    graph = TargetGraph(workspace, args.ruleset)
     labels = graph.expand(args.patterns)
     if args.deps:
         labels = sorted(set(labels) | {d for l in labels for d in graph.deps(l)})
@@ -147,7 +115,7 @@ def cmd_show(args, console: Console) -> int:
     workspace = Workspace.find()
     stores = Stores(_cache_dir(args, workspace))
     try:
-        return show(workspace, _ruleset(), args.label, stores, console)
+        return show(workspace, args.ruleset, args.label, stores, console)
     finally:
         stores.close()
 
@@ -159,7 +127,7 @@ def query_actions(args, workspace: Workspace, console: Console) -> int:
 
     stores = Stores(_cache_dir(args, workspace))
     try:
-        _, labels, planner = load_and_plan(workspace, _ruleset(), args.patterns, stores)
+        _, labels, planner = load_and_plan(workspace, args.ruleset, args.patterns, stores)
         for aid in planner.actions_for(labels):
             action = planner.actions[aid]
             inputs = ", ".join(
@@ -275,7 +243,7 @@ def cmd_cache_stats(args, console: Console) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
+def parser(ruleset: RuleSet) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="modelbuild", description="Build model artifacts declared in BUILD.models files.")
     p.add_argument("--verbose", "-v", action="store_true", help="tracebacks for errors, full action logs")
     sub = p.add_subparsers(dest="command", required=True)
@@ -289,16 +257,18 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--explain", action="store_true", help="say why each action ran (like ninja -d explain)")
     b.add_argument("--retry-failed", action="store_true",
                    help="rerun actions that failed before with the same inputs (by default their failure is replayed)")
-    b.add_argument("--sign-key", metavar="KEY", help="sign release provenance with this ed25519 private key (PEM)")
+    for flag in ruleset.flags:
+        b.add_argument(flag.option, dest=flag.setting, metavar=flag.metavar, help=flag.help)
+    from .build_flags import add_arguments
+
+    add_arguments(b)
     b.set_defaults(run=cmd_build)
 
-    v = sub.add_parser("verify-release", help="check a release archive against its manifest and provenance")
-    v.add_argument("archive", help="the release's .tar.gz")
-    v.add_argument("--key", metavar="PUB", help="ed25519 public key (PEM) the provenance must be signed with")
-    v.add_argument("--rebuild", action="store_true",
-                   help="also rebuild it from this workspace with an empty cache and compare every file")
-    v.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes for --rebuild")
-    v.set_defaults(run=cmd_verify_release)
+    for command in ruleset.commands:
+        c = sub.add_parser(command.name, help=command.help)
+        command.arguments(c)
+        c.set_defaults(run=lambda args, console, command=command: command.run(args, console, Host(args, console)))
+
 
     q = sub.add_parser("query", help="list targets matching patterns")
     q.add_argument("patterns", nargs="+")
@@ -396,9 +366,11 @@ def _stop(signum, frame):
     raise KeyboardInterrupt  # SIGTERM (a CI timeout, `kill`) stops the build as Ctrl-C does
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(ruleset: RuleSet, argv: list[str] | None = None) -> int:
+    """The command line, with a rule set: the entry point (modelbuild/__main__.py) wires in the rules."""
     signal.signal(signal.SIGTERM, _stop)
-    args = parser().parse_args(argv)
+    args = parser(ruleset).parse_args(argv)
+    args.ruleset = ruleset
     # No emoji codes: a label such as //a:b:c must print as written.
     console = Console(stderr=False, highlight=False, emoji=False)
     errors = Console(stderr=True, highlight=False, emoji=False)
@@ -421,6 +393,3 @@ def main(argv: list[str] | None = None) -> int:
         errors.print(f"[bold red]ERROR:[/] {escape(message)}", soft_wrap=True)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,6 +11,7 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import networkx as nx
 from pydantic import BaseModel, ValidationError
@@ -34,6 +35,8 @@ class Sources:
     def digest(self) -> str:
         return digest_json([list(f) for f in self.files])
 
+
+P = TypeVar("P", bound="Provider")
 
 # The name under which an action's reported metrics can be another action's input (as JSON).
 METRICS = "@metrics"
@@ -69,14 +72,24 @@ class Action:
 
 
 @dataclass(frozen=True)
+class Provider:
+    """A typed fact a target gives its dependents (Bazel's providers): rules subclass it as a
+    frozen dataclass, and a dependent asks for it by type."""
+
+
+@dataclass(frozen=True)
 class Planned:
     """What a target contributes: an artifact to place in out/, the checks that must pass
-    before it is placed there, and facts for dependents."""
+    before it is placed there, and providers for dependents."""
 
     artifact: Output | None = None
     ext: str = ""  # out/<package>/<name><ext>
     checks: tuple[Output, ...] = ()
-    provides: dict = field(default_factory=dict)
+    providers: tuple[Provider, ...] = ()
+
+    def get(self, kind: "type[P]") -> "P | None":
+        """The provider of this type, or None if the target gives none."""
+        return next((p for p in self.providers if isinstance(p, kind)), None)
 
     def required_actions(self) -> set[str]:
         return ({self.artifact.action} if self.artifact else set()) | {c.action for c in self.checks}

@@ -7,12 +7,10 @@ set must not import the toolchain: step modules are imported by name, inside wor
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from pathlib import Path
+from typing import Any, Callable, Protocol
 
 from pydantic import BaseModel, ConfigDict
-
-if TYPE_CHECKING:
-    from .planning import PlanContext, Planned
 
 
 class Declaration(BaseModel):
@@ -39,7 +37,7 @@ class Declaration(BaseModel):
 class TargetKind:
     name: str  # the BUILD.models function, e.g. "executorch_program"
     decl: type[Declaration]
-    plan: Callable[["Declaration", "PlanContext"], "Planned"]
+    plan: Callable[[Any, Any], Any]  # (its Declaration, a planning.PlanContext) -> a planning.Planned
 
 
 @dataclass(frozen=True)
@@ -51,9 +49,41 @@ class StepKind:
 
 
 @dataclass(frozen=True)
+class Flag:
+    """A `build` option the rule set adds, read into a build-wide setting (PlanContext.setting)."""
+
+    option: str  # e.g. "--sign-key"
+    setting: str  # e.g. "sign_key"
+    metavar: str
+    help: str
+    parse: Callable[[str], Any]  # the value as given -> the setting; ValueError says what is wrong
+
+
+class Host(Protocol):
+    """What a rule set's command may ask of the engine (cli.Host implements it)."""
+
+    def build(self, patterns: list[str], cache_dir: Path, out_dir: Path, jobs: int) -> list[Path] | None:
+        """Build into out_dir with that cache, showing progress: the placed artifacts, or None on failure."""
+
+
+@dataclass(frozen=True)
+class Command:
+    """A subcommand the rule set adds (e.g. verify-release). run(args, console, host) -> exit status;
+    the host (cli.Host) lets it find the workspace and build through the engine."""
+
+    name: str
+    help: str
+    arguments: Callable[[Any], None]  # adds its arguments to an argparse parser
+    run: Callable[[Any, Any, Any], int]
+
+
+@dataclass(frozen=True)
 class RuleSet:
     kinds: dict[str, TargetKind]
     steps: dict[str, StepKind]
     prelude: str = ""  # Starlark source evaluated before every BUILD.models and .star file
-    worker: str = "rules.worker:serve"  # "module:function" run in each worker process
+    flags: tuple[Flag, ...] = ()
+    commands: tuple[Command, ...] = ()
+    report: Callable[[dict], Any] | None = None  # a step's metrics -> what `show` prints (rich renderable)
+    worker: str = "rules.worker"  # the module workers run: preload() once, run(StepRequest, workspace) per action
     rule_roots: tuple[str, ...] = field(default=("rules",))  # top-level packages of rule code

@@ -13,21 +13,19 @@ import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Callable
 
 from filelock import FileLock, Timeout
 
-from .action_cache import ActionCache, ActionResult, FailureRecord, OutputRecord
-from .cas import CAS, CorruptBlob
+from .action_cache import ActionResult, FailureRecord, OutputRecord
+from .action_lookup import ActionLookup
+from .cas import CorruptBlob
 from . import scratch
-from .explain import material, reasons
-from .digests import canonical_json, digest_json
+from .digests import canonical_json
+from .executors import Executor
 from .planning import METRICS, Action, Planner, Sources
-from .ruleset import RuleSet
-from .toolchain import toolchain
-from .workers import Worker, WorkerDied, WorkerPool
+from .step_protocol import FileInput, SourceFile, SourcesInput, StepReply, StepRequest
 
 RAN, CACHED, FAILED, SKIPPED = "ran", "cached", "failed", "skipped"
 _POLL = 0.2  # seconds between looks at actions another build is running
@@ -82,26 +80,23 @@ class Scheduler:
     def __init__(
         self,
         planner: Planner,
-        ruleset: RuleSet,
-        cache: ActionCache,
-        cas: CAS,
+        lookup: ActionLookup,
+        executor: Executor,
         cache_dir: Path,
-        jobs: int,
         keep_going: bool,
         on_event: Callable[[str, Outcome | Action], None],
         explain: bool = False,
         retry_failed: bool = False,
     ):
         self.planner = planner
-        self.ruleset = ruleset
-        self.cache = cache
-        self.cas = cas
+        self.lookup = lookup
+        self.cache = lookup.cache
+        self.cas = lookup.cas
+        self.executor = executor
         self.tmp_root = cache_dir / "tmp"
-        self.jobs = max(1, jobs)
         self.keep_going = keep_going
         self.on_event = on_event  # ("started" | "finished", ...) for progress, events and outputs
         scratch.sweep(self.tmp_root)  # staging of a build that was killed
-        self.pool = WorkerPool(self.jobs, ruleset.worker, planner.workspace_root, cache_dir / "logs")
         self.state = BuildState()
         self._staging: dict[str, Path] = {}
         self._started: dict[str, float] = {}
@@ -114,25 +109,8 @@ class Scheduler:
         self._rerun_requests: list[str] = []  # actions to resolve again, before anything else waiting
         self._reruns: dict[str, int] = {}
 
-    # Keys -------------------------------------------------------------------------------------
-    def input_digest(self, value) -> str:
-        if isinstance(value, Sources):
-            return value.digest()
-        result = self.state.outcomes[value.action].result
-        if value.name == METRICS:
-            return digest_json(result.metrics)
-        return result.outputs[value.name].digest
-
-    def _material(self, action: Action, by_file: bool = False) -> dict:
-        step = self.ruleset.steps[action.step]
-        return material(action, self.input_digest, toolchain(step.packages, step.host_bound), by_file)
-
-    def key(self, action: Action) -> str:
-        """SHA-256 of canonical JSON over step, rule digest, config, input digests, toolchain."""
-        return digest_json(self._material(action))
-
-    def _explain_key(self, action: Action) -> str:
-        return f"{action.label}|{action.step}"
+    def _result_of(self, aid: str) -> ActionResult:
+        return self.state.outcomes[aid].result
 
     # The loop ---------------------------------------------------------------------------------
     def run(self, action_ids: list[str]) -> BuildState:
@@ -142,7 +120,7 @@ class Scheduler:
         blocked: list[str] = []  # another build on this cache is running them now
         stopping = False
         try:
-            while waiting or queued or blocked or self.pool.busy() or self._rerun_requests:
+            while waiting or queued or blocked or self.executor.running() or self._rerun_requests:
                 for aid in list(blocked):  # its holder finished (or died): its result, or our turn
                     if self._claim(aid):
                         blocked.remove(aid)
@@ -178,8 +156,7 @@ class Scheduler:
                         self._finish(Outcome(self.planner.actions[aid], SKIPPED, error="build stopped after a failure"))
                     waiting, queued, blocked = [], [], []
                 for aid in list(queued):
-                    idle = self.pool.idle()
-                    if not idle:
+                    if not self.executor.free():
                         break
                     queued.remove(aid)
                     if not self._claim(aid):  # wait for the other build's result rather than repeat its work
@@ -190,7 +167,7 @@ class Scheduler:
                         stopping = stopping or (self.state.outcomes[aid].status == FAILED and not self.keep_going)
                         continue
                     try:
-                        self._dispatch(aid, idle[0])
+                        self._dispatch(aid)
                     except CorruptBlob as bad:
                         self._discard_staging(aid)
                         producers = self._incomplete_producers(aid)
@@ -201,20 +178,18 @@ class Scheduler:
                         error = f"a cached input stayed corrupt (blob {bad}) after its producer ran again"
                         self._finish(Outcome(self.planner.actions[aid], FAILED, self._keys.get(aid), error=error))
                         stopping = stopping or not self.keep_going
-                busy = self.pool.busy()
-                if not busy:
+                running = self.executor.running()
+                if not running:
                     if blocked and not queued:
                         time.sleep(_POLL)
                     continue
                 if not stopping:  # downstream work is coming: have its workers importing already
-                    self.pool.warm(min(len(waiting), self.jobs) - len(busy))
-                ready = wait([w.conn for w in busy], timeout=_POLL if blocked else None)
-                for worker in busy:
-                    if worker.conn in ready:
-                        if not self._collect(worker) and not self.keep_going:
-                            stopping = True
+                    self.executor.warm(min(len(waiting), running + self.executor.free()) - running)
+                for aid, reply in self.executor.wait(timeout=_POLL if blocked else None):
+                    if not self._collect(aid, reply) and not self.keep_going:
+                        stopping = True
         finally:
-            self.pool.shutdown()
+            self.executor.shutdown()
             for path in self._staging.values():
                 shutil.rmtree(path, ignore_errors=True)
             for aid in list(self._locks):
@@ -242,23 +217,13 @@ class Scheduler:
             lock.release()
 
     # Healing -----------------------------------------------------------------------------------
-    def complete(self, record: OutputRecord) -> bool:
-        """Every blob of the output is in the CAS (a tree: its manifest and each file's blob)."""
-        if not record.is_tree:
-            return self.cas.has(record.digest)
-        try:
-            files, _ = self.cas.tree_entries(record.digest)
-        except (CorruptBlob, OSError, ValueError):
-            return False
-        return all(self.cas.has(blob) for _, blob, _ in files)
-
     def _incomplete_producers(self, aid: str) -> list[str]:
         """The actions whose outputs this one reads and the CAS no longer holds whole."""
         found = []
         for value in self.planner.actions[aid].inputs.values():
             if isinstance(value, Sources) or value.name == METRICS:
                 continue
-            if not self.complete(self.state.outcomes[value.action].result.outputs[value.name]):
+            if not self.lookup.complete(self.state.outcomes[value.action].result.outputs[value.name]):
                 found.append(value.action)
         return sorted(set(found))
 
@@ -280,34 +245,23 @@ class Scheduler:
         if path is not None:
             shutil.rmtree(path, ignore_errors=True)
 
-    def lookup(self, action_ids: list[str]) -> BuildState:
-        """Resolve from the cache alone, running nothing: what a build would reuse right now."""
-        graph = self.planner.graph
-        for aid in action_ids:  # dependency order
-            preds = [self.state.outcomes.get(p) for p in graph.predecessors(aid)]
-            if all(p is not None and p.result is not None for p in preds):
-                self._try_cache(aid)
-        return self.state
-
     def _finish(self, outcome: Outcome) -> None:
         self.state.outcomes[outcome.action.id] = outcome
         self.on_event("finished", outcome)
 
     def _try_cache(self, aid: str) -> bool:
         action = self.planner.actions[aid]
-        key = self._keys[aid] = self.key(action)
-        hit = self.cache.get(key)
-        if hit is None or not all(self.complete(o) for o in hit.outputs.values()):
-            failure = None if self.retry_failed else self.cache.get_failure(key)
-            if failure is not None:
-                self._finish(self._replay(action, key, failure))
-                return True
-            if self.explain:
-                before = self.cache.get_note(self._explain_key(action))
-                self._reasons[aid] = reasons(before, self._material(action, by_file=True))
-            return False
-        self._finish(Outcome(action, CACHED, key, 0.0, hit))
-        return True
+        key = self._keys[aid] = self.lookup.key(action, self._result_of)
+        found = self.lookup.find(key, failures=not self.retry_failed)
+        if found.result is not None:
+            self._finish(Outcome(action, CACHED, key, 0.0, found.result))
+            return True
+        if found.failure is not None:
+            self._finish(self._replay(action, key, found.failure))
+            return True
+        if self.explain:
+            self._reasons[aid] = self.lookup.reasons(action, self._result_of)
+        return False
 
     def _replay(self, action: Action, key: str, failure: FailureRecord) -> Outcome:
         log_path = self.cas.path(failure.log) if failure.log and self.cas.has(failure.log) else None
@@ -315,14 +269,14 @@ class Scheduler:
         return Outcome(action, FAILED, key, 0.0, error=failure.error, log=log, show_log=failure.show_log,
                        log_path=log_path, replayed=failure)
 
-    def _input_path(self, value, staging: Path, name: str) -> dict:
+    def _input(self, value, staging: Path, name: str) -> SourcesInput | FileInput:
         if isinstance(value, Sources):
-            return {"sources": [[p, d] for p, d in value.files]}
+            return SourcesInput(sources=[SourceFile(path=p, digest=d) for p, d in value.files])
         if value.name == METRICS:
             path = staging / "in" / f"{name}.json"
             path.parent.mkdir(exist_ok=True)
             path.write_text(canonical_json(self.state.outcomes[value.action].result.metrics))
-            return {"path": str(path), "digest": self.input_digest(value), "is_tree": False}
+            return FileInput(path=str(path), digest=self.lookup.input_digest(value, self._result_of))
         record = self.state.outcomes[value.action].result.outputs[value.name]
         if record.is_tree:
             path = staging / "in" / name
@@ -331,56 +285,48 @@ class Scheduler:
             if not self.cas.verify(record.digest):
                 raise CorruptBlob(record.digest)
             path = self.cas.path(record.digest)
-        return {"path": str(path), "digest": record.digest, "is_tree": record.is_tree}
+        return FileInput(path=str(path), digest=record.digest, is_tree=record.is_tree)
 
-    def _dispatch(self, aid: str, index: int) -> None:
+    def _dispatch(self, aid: str) -> None:
         action = self.planner.actions[aid]
         self.tmp_root.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=self.tmp_root, prefix=scratch.prefix(aid[:12] + "-")))
         (staging / "out").mkdir()
         self._staging[aid] = staging
-        request = {
-            "action": aid,
-            "step": action.step,
-            "module": self.ruleset.steps[action.step].module,
-            "label": str(action.label),
-            "config": action.config,
-            "inputs": {n: self._input_path(v, staging, n) for n, v in action.inputs.items()},
-            "outputs": list(action.outputs),
-            "out_dir": str(staging / "out"),
-            "log": str(staging / "log.txt"),
-        }
-        worker = self.pool.get(index)
-        worker.busy = aid
+        request = StepRequest(
+            action=aid,
+            step=action.step,
+            module=self.planner.ruleset.steps[action.step].module,
+            label=str(action.label),
+            config=action.config,
+            inputs={n: self._input(v, staging, n) for n, v in action.inputs.items()},
+            outputs=list(action.outputs),
+            out_dir=str(staging / "out"),
+            log=str(staging / "log.txt"),
+        )
         self._started[aid] = time.monotonic()
         self.on_event("started", action)
-        worker.send(request)
+        self.executor.submit(request)
 
-    def _collect(self, worker: Worker) -> bool:
-        aid = worker.busy
+    def _collect(self, aid: str, reply: StepReply) -> bool:
         action = self.planner.actions[aid]
         staging = self._staging.pop(aid)
         seconds = time.monotonic() - self._started[aid]
         try:
-            try:
-                reply = worker.receive()
-            except WorkerDied as died:  # says nothing about the inputs: never recorded as their failure
-                self.pool.discard(worker)
-                reply = {"ok": False, "error": str(died) + _disk_hint(staging), "transient": True}
-            worker.busy = None
+            if reply.crashed:
+                reply.error = (reply.error or "the worker died") + _disk_hint(staging)
             log_path = staging / "log.txt"
             log_text = log_path.read_text(errors="replace") if log_path.is_file() else ""
             log_digest = self.cas.put_file(log_path) if log_path.is_file() else None
-            if not reply.get("ok"):
-                show_log = reply.get("show_log", True)
-                if not reply.get("transient"):
+            if not reply.ok:
+                if not reply.transient:  # a worker that died says nothing about the inputs
                     self.cache.put_failure(self._keys[aid], FailureRecord(
-                        step=action.step, error=reply.get("error") or "failed", log=log_digest, show_log=show_log,
+                        step=action.step, error=reply.error or "failed", log=log_digest, show_log=reply.show_log,
                         seconds=seconds,
                     ))
                 self._finish(Outcome(
-                    action, FAILED, self._keys[aid], seconds, error=reply.get("error"),
-                    log=log_text, show_log=show_log,
+                    action, FAILED, self._keys[aid], seconds, error=reply.error,
+                    log=log_text, show_log=reply.show_log,
                     log_path=self.cas.path(log_digest) if log_digest else None,
                 ))
                 return False
@@ -398,14 +344,12 @@ class Scheduler:
                                                                           seconds=seconds))
                     self._finish(Outcome(action, FAILED, self._keys[aid], seconds, error=error, log=log_text))
                     return False
-            result = ActionResult(
-                step=action.step, outputs=outputs, metrics=reply.get("metrics", {}), log=log_digest, seconds=seconds
-            )
+            result = ActionResult(step=action.step, outputs=outputs, metrics=reply.metrics, log=log_digest,
+                                  seconds=seconds)
             # As the cache will hand it back (inf and nan become null): a hit and a run read the same.
             result = ActionResult.model_validate_json(result.model_dump_json())
             # The record goes in last: a crash before this line leaves blobs, never a dangling entry.
-            self.cache.put(self._keys[aid], result)
-            self.cache.put_note(self._explain_key(action), self._material(action, by_file=True))
+            self.lookup.store(action, self._keys[aid], result, self._result_of)
             self._finish(Outcome(action, RAN, self._keys[aid], seconds, result, reasons=self._reasons.get(aid)))
             return True
         except Exception as exc:  # an engine fault while storing: fail the action, keep the build sane

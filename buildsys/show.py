@@ -1,115 +1,29 @@
-"""`modelbuild show //pkg:target`: what the cache holds for a target, without building it."""
+"""`modelbuild show //pkg:target`: what the cache holds for a target, without building it.
+
+It reads the local cache through the same lookup a build uses (action_lookup), starting no
+worker, and asks the rule set to present each step's metrics."""
 from __future__ import annotations
 
 import json
 
 from rich.console import Console, Group
 from rich.markup import escape
-from rich.table import Table
 from rich.tree import Tree
 
 from .build import Stores, load_and_plan
 from .labels import Label
 from .ruleset import RuleSet
-from .scheduler import FAILED, Scheduler
+from .action_lookup import ActionLookup, resolve_cached
 from .workspace import Workspace
 
 
-def _metrics_view(metrics: dict):
-    """Tables for the metrics steps report; anything else as compact JSON."""
-    parts = []
-    for key, value in metrics.items():
-        if key == "warnings":
-            parts.extend(f"[yellow]WARNING:[/] {escape(w)}" for w in value)
-        elif key == "coverage" and isinstance(value, dict) and "by_kind" in value:
-            parts.append(_coverage_table(value))
-        elif key == "verification" and isinstance(value, dict):
-            parts.append(_verification_table(value))
-            if isinstance(value.get("size"), dict):
-                parts.append(_size_table(value["size"]))
-        elif key == "delegation" and isinstance(value, dict):
-            table = Table("ops", "count", title="delegation", title_justify="left", box=None)
-            for what, share in (("all ops", value.get("ops")), ("compute ops (conv, matmul, linear)", value.get("compute_ops"))):
-                if share and share.get("total"):
-                    table.add_row(f"{what} delegated", f"{share['delegated']} of {share['total']} ({share['share']:.0%})")
-            for backend, n in value.get("delegated", {}).items():
-                table.add_row(f"delegated to {backend}", str(n))
-            for op, n in value.get("portable", {}).items():
-                table.add_row(f"portable: {op}", str(n))
-            parts.append(table)
-        else:
-            parts.append(f"{key}: {escape(json.dumps(value, sort_keys=True))}")
-    return Group(*parts)
-
-
-def _coverage_table(coverage: dict):
-    """What a quantization covered: layers by kind, and the share of weight bytes."""
-    title = (f"quantized {coverage['quantized_layers']} of {coverage['layers']} weight-bearing layers, "
-             f"{coverage['quantized_weight_bytes']:,} of {coverage['weight_bytes']:,} weight bytes "
-             f"({coverage['quantized_share']:.0%})")
-    table = Table("layers", "quantized", "of", title=escape(title), title_justify="left", box=None)
-    for kind, counts in coverage["by_kind"].items():
-        table.add_row(escape(kind), str(counts["quantized"]), str(counts["layers"]))
-    for reason, names in coverage.get("left_float", {}).items():
-        table.add_row(f"[dim]left in float: {escape(reason)}[/]", "", escape(str(names)))
-    return table
-
-
-def _verification_table(report: dict):
-    if not report.get("numeric"):
-        text = f"verification: structural only. {escape(report.get('note', ''))}"
-        weights = report.get("compressed_weights")
-        if weights:
-            text += (f"\ncompressed weights loaded into the torch model: output SNR {weights['snr_db']:.1f} dB, "
-                     f"max abs error {weights['max_abs_error']:.3g}, weakest weight {weights['weight_snr_db_min']} dB, "
-                     f"{weights['compressed_mapped']}/{weights['compressed_consts']} weights mapped")
-        return text
-    table = Table("case", "shapes", "max abs error", "SNR dB", "eager RMS", "seconds",
-                  title="verification against eager", title_justify="left", box=None)
-    for case in report.get("cases", []):
-        shapes = escape(json.dumps(case.get("shapes", {})))
-        rms = f"{case['reference_rms']:.3g}" if "reference_rms" in case else ""
-        seconds = f"{case['seconds']:.2f}" if "seconds" in case else ""  # what the case cost: choose with verify_cases
-        if "error" in case:
-            table.add_row(escape(case["case"]), shapes, "failed", escape(case["error"]), rms, seconds)
-        else:
-            err = case["max_abs_error"]
-            table.add_row(escape(case["case"]), shapes, "inf" if err is None else f"{err:.3g}", f"{case['snr_db']:.1f}",
-                          rms, seconds)
-    return table
-
-
-def _human_bytes(n: int) -> str:
-    """1.2 MB: decimal units, as file managers and app stores show sizes."""
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"
-
-
-_SIZE_PARTS = {"program_bytes": "program", "graph_bytes": "graph", "model_bytes": "model spec",
-               "library_bytes": "compiled library", "sample_inputs_bytes": "sample inputs"}
-
-
-def _size_table(size: dict):
-    """The artifact's bytes: total, constant data (weights), each delegate's payload, other parts."""
-    table = Table("part", "", "bytes", title="size", title_justify="left", box=None)
-    table.columns[1].justify = table.columns[2].justify = "right"
-
-    def row(what: str, n: int) -> None:
-        table.add_row(what, _human_bytes(n), f"{n:,}")
-
-    row("total", size["total_bytes"])
-    row("constants (weights)", size["constant_bytes"])
-    inner = size.get("delegate_constant_bytes", {})
-    for backend, n in size.get("delegates", {}).items():
-        row(f"{escape(backend)} payload", n)
-        if inner.get(backend):  # counted in the constants above too
-            row("  of which weights", inner[backend])
-    for key, what in _SIZE_PARTS.items():
-        if key in size:
-            row(what, size[key])
-    return table
+def _report(ruleset: RuleSet, metrics: dict):
+    """The rule set's view of a step's metrics; without one, its warnings and the rest as JSON."""
+    if ruleset.report is not None:
+        return ruleset.report(metrics)
+    lines = [f"[yellow]WARNING:[/] {escape(w)}" for w in metrics.get("warnings", [])]
+    lines += [f"{k}: {escape(json.dumps(v, sort_keys=True))}" for k, v in metrics.items() if k != "warnings"]
+    return Group(*lines)
 
 
 def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores, console: Console) -> int:
@@ -118,14 +32,13 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
     target = targets.targets[label]
     planned = planner.planned[label]
     ids = planner.actions_for([label])
-    scheduler = Scheduler(planner, ruleset, stores.action_cache, stores.cas, stores.dir, 1, False, lambda *_: None)
-    state = scheduler.lookup(ids)
+    found = resolve_cached(planner, ActionLookup(ruleset, stores.action_cache, stores.cas), ids)  # local only
     tree = Tree(f"[bold]{escape(str(label))}[/]  {target.kind}()  [dim]{escape(str(target.location))}[/]")
     if planned.artifact is not None:
-        outcome = state.outcomes.get(planned.artifact.action)
+        hit = found.get(planned.artifact.action)
         path = workspace.root / "out" / label.package / f"{label.name}{planned.ext}"
-        if outcome is not None and outcome.result is not None:
-            record = outcome.result.outputs[planned.artifact.name]
+        if hit is not None and hit.result is not None:
+            record = hit.result.outputs[planned.artifact.name]
             placed = "" if path.exists() else "  [yellow](not in out/: its checks have not passed)[/]"
             tree.add(f"artifact: {escape(workspace.rel(path))}  {record.size:,} bytes  sha256:{record.digest[:16]}{placed}")
         else:
@@ -133,20 +46,21 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
     complete = True
     for aid in ids:
         action = planner.actions[aid]
-        outcome = state.outcomes.get(aid)
-        if outcome is None:
+        hit = found.get(aid)
+        if hit is None or (hit.result is None and hit.failure is None):
             complete = False
             tree.add(f"[yellow]{action.step}[/]: not in the cache (would run)")
             continue
-        if outcome.status == FAILED:  # a failure recorded for exactly these inputs
+        if hit.result is None:  # a failure recorded for exactly these inputs
             complete = False
             node = tree.add(f"[red]{action.step}[/]: failed with these inputs (a build replays the failure; "
                             "--retry-failed reruns it)")
-            node.add(escape(outcome.error or "") + (f"\n[dim]log: {escape(str(outcome.log_path))}[/]" if outcome.log_path else ""))
+            log = stores.cas.path(hit.failure.log) if hit.failure.log and stores.cas.has(hit.failure.log) else None
+            node.add(escape(hit.failure.error) + (f"\n[dim]log: {escape(str(log))}[/]" if log else ""))
             continue
-        result = outcome.result
-        node = tree.add(f"[green]{action.step}[/]: cached, ran in {result.seconds:.2f}s  [dim]key {outcome.key[:16]}[/]")
+        result = hit.result
+        node = tree.add(f"[green]{action.step}[/]: cached, ran in {result.seconds:.2f}s  [dim]key {hit.key[:16]}[/]")
         if result.metrics:
-            node.add(_metrics_view(result.metrics))
+            node.add(_report(ruleset, result.metrics))
     console.print(tree)
     return 0 if complete else 1

@@ -1,4 +1,7 @@
-"""Entry point of a worker process: `python -m buildsys.worker_boot FD module:function WORKSPACE PARENT_PID`.
+"""Entry point of a worker process: `python -m buildsys.worker_boot FD RUNNER_MODULE WORKSPACE PARENT_PID`.
+
+The runner module is the rule set's (RuleSet.worker): its preload() runs once, its
+run(StepRequest, workspace) once per action.
 
 The engine talks to a worker over a socket (FD), so the worker's own stdout and stderr stay
 free to be captured into each action's log.
@@ -19,6 +22,9 @@ import sys
 import threading
 import time
 from multiprocessing.connection import Connection
+from pathlib import Path
+
+from buildsys.step_protocol import StepRequest
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -71,12 +77,23 @@ def _die_with_parent(parent: int, engine_fd: int) -> None:
         _guard_process_group(engine_fd)
 
 
+def serve(conn: Connection, runner: str, workspace: str) -> None:
+    root = Path(workspace)
+    sys.path.insert(0, str(root))
+    module = importlib.import_module(runner)
+    module.preload()
+    while True:
+        try:
+            request = StepRequest.model_validate(conn.recv())
+        except (EOFError, OSError):
+            return
+        conn.send(module.run(request, root).to_wire())
+
+
 def main() -> None:
-    fd, entry, workspace, parent = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+    fd, runner, workspace, parent = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
     _die_with_parent(parent, fd)
-    module, _, function = entry.partition(":")
-    serve = getattr(importlib.import_module(module), function)
-    serve(Connection(fd), workspace)
+    serve(Connection(fd), runner, workspace)
 
 
 if __name__ == "__main__":

@@ -2,14 +2,17 @@
 
 Importing this package loads no toolchain; step modules import torch & co. inside run().
 """
-from buildsys.ruleset import RuleSet, StepKind, TargetKind
+from buildsys.rule_api import Flag, RuleSet, StepKind, TargetKind
 
 from .artifacts import (
     AotiPackage, CoremlPackage, ExecutorchProgram, OnnxModel, Pt2Program, plan_aoti, plan_coreml, plan_executorch,
     plan_onnx, plan_pt2,
 )
 from .model import ModelDecl, plan_model
+from .provenance import signing_key
+from .release_command import VERIFY_RELEASE
 from .release_target import ReleaseDecl, plan_release
+from .report import metrics_view
 from .specs import PRELUDE
 
 _TORCH = ("torch",)
@@ -43,4 +46,8 @@ RULESET = RuleSet(
     kinds={k.name: k for k in _KINDS},
     steps={s.name: s for s in _STEPS},
     prelude=PRELUDE,
+    flags=(Flag("--sign-key", "sign_key", "KEY", "sign release provenance with this ed25519 private key (PEM)",
+                signing_key),),
+    commands=(VERIFY_RELEASE,),
+    report=metrics_view,
 )

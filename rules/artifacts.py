@@ -11,15 +11,14 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, field_validator
 
-from buildsys.planning import METRICS, Output, PlanContext, Planned, Sources
-from buildsys.ruleset import Declaration
+from buildsys.rule_api import METRICS, Declaration, Output, PlanContext, Planned, Provider, Sources
 
 from .aoti import AotiConfig
 from .coreml_compress import Compression, CoremlCompressConfig
 from .coreml_convert import CoremlConvertConfig
 from .decompose import DecomposeConfig
 from .export import ExportConfig
-from .model import ModelDecl
+from .model import ModelDecl, ModelSources
 from .onnx_export import OnnxExportConfig
 from .partition import PartitionConfig
 from .quantize import Calibration, QuantizeConfig, Scheme
@@ -85,14 +84,15 @@ class ModelInputs:
             draft_report=decl.draft_export_report,
         )
         self.label = str(target.label)
-        self.files: dict[str, Sources] = {"sources": planned.provides["sources"]}
-        if planned.provides["data"] is not None:
-            self.files["data"] = planned.provides["data"]
+        given = planned.get(ModelSources)
+        self.files: dict[str, Sources] = {"sources": given.sources}
+        if given.data is not None:
+            self.files["data"] = given.data
         self.quantized: Output | None = None  # the metrics of the quantize step, once planned
 
 
 @dataclass(frozen=True)
-class Shipped:
+class Shipped(Provider):
     """What a release needs to know of an artifact: where it came from, how it was made and
     checked, and (as metrics inputs) what its steps reported."""
 
@@ -150,14 +150,14 @@ def verified(
         numeric=numeric, tolerance=tolerance, cases=cases,
     )
     if not decl.verify:
-        return Planned(artifact=artifact, ext=ext, provides={"shipped": shipped})
+        return Planned(artifact=artifact, ext=ext, providers=(shipped,))
     config = VerifyConfig(
         model=model.export, format=fmt, numeric=numeric, tolerance=tolerance, backends=list(backends),
         compressed=compressed, cases=cases,
     )
     inputs = {"artifact": artifact, **model.files, **(extra or {})}
     check = ctx.action("verify", config, inputs, ["report.json"])
-    return Planned(artifact=artifact, ext=ext, checks=(check.output("report.json"),), provides={"shipped": shipped})
+    return Planned(artifact=artifact, ext=ext, checks=(check.output("report.json"),), providers=(shipped,))
 
 
 def verify_cases(ctx: PlanContext, decl: ArtifactDecl, export: ExportConfig, numeric: bool) -> list[str]:

@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from buildsys.planning import PlanContext, Planned, Sources
-from buildsys.ruleset import Declaration
+from buildsys.rule_api import Declaration, PlanContext, Planned, Provider, Sources
 
 from .specs import DimSpec, TensorSpec
 
@@ -103,6 +103,14 @@ def not_safetensors(path: Path) -> str | None:
     return f"not a safetensors file ({size} bytes; {found})"
 
 
+@dataclass(frozen=True)
+class ModelSources(Provider):
+    """What a model() gives the targets that export it: its Python sources, and its weights and data files."""
+
+    sources: Sources
+    data: Sources | None = None
+
+
 def plan_model(decl: ModelDecl, ctx: PlanContext) -> Planned:
     """A model builds nothing alone; its dependents export it. It provides its source inputs."""
     sources = ctx.python_module(decl.module)
@@ -116,4 +124,4 @@ def plan_model(decl: ModelDecl, ctx: PlanContext) -> Planned:
     if decl.data:
         parts.append(ctx.files(decl.data, "data file"))
     data = Sources(tuple(sorted(f for part in parts for f in part.files))) if parts else None
-    return Planned(provides={"sources": sources, "data": data})
+    return Planned(providers=(ModelSources(sources, data),))

@@ -31,9 +31,9 @@ _expected: dict[str, str] = {}
 
 
 def expect_inputs(inputs: dict) -> None:
-    """The current action's inputs: {name: {"path", "digest", ...}} (set by the worker per action)."""
+    """The current action's inputs (StepRequest.inputs), set by the worker per action."""
     _expected.clear()
-    _expected.update({str(i["path"]): i["digest"] for i in inputs.values() if "digest" in i and not i.get("is_tree")})
+    _expected.update({i.path: i.digest for i in inputs.values() if hasattr(i, "digest") and not i.is_tree})
 
 
 def load_program(path):

@@ -47,6 +47,13 @@ def dumps(value: dict) -> bytes:
     return (json.dumps(value, indent=2, sort_keys=True) + "\n").encode()
 
 
+def signing_key(value: str) -> Path:
+    """The --sign-key flag: the path of a usable ed25519 private key (ValueError says what is wrong)."""
+    path = Path(value).resolve()
+    load_private_key(path)
+    return path
+
+
 def load_private_key(path: Path):
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey

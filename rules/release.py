@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from buildsys.toolchain import toolchain
+from buildsys.rule_api import toolchain
 
 from . import provenance, release_archive
 from .release_target import ReleaseConfig, ReleaseEntry
@@ -144,7 +144,7 @@ def run(ctx) -> dict:
     subjects = {**digests, MANIFEST: release_archive.sha256(files[MANIFEST])}
     statement = provenance.dumps(provenance.statement(subjects, release, cfg.revision, tools))
     if cfg.signed:
-        key_path = ctx.workspace / ctx.request["inputs"]["sign_key"]["sources"][0][0]
+        key_path = ctx.source_paths("sign_key")[0]
         statement = provenance.sign(statement, provenance.load_private_key(key_path))
     files[PROVENANCE] = statement
     out = ctx.output_path("release.tar.gz")

@@ -12,9 +12,7 @@ import re
 
 from pydantic import Field, field_validator
 
-from buildsys.labels import Label
-from buildsys.planning import PlanContext, Planned
-from buildsys.ruleset import Declaration
+from buildsys.rule_api import Declaration, Label, PlanContext, Planned
 
 from .artifacts import Shipped
 from .bundle import BundleConfig
@@ -104,7 +102,7 @@ def plan_release(decl: ReleaseDecl, ctx: PlanContext) -> Planned:
     entries, inputs, paths = [], {}, {}
     for i, label in enumerate(sorted(ctx.target.deps)):
         target, planned = ctx.dep(str(label))
-        shipped: Shipped | None = planned.provides.get("shipped")
+        shipped = planned.get(Shipped)
         if shipped is None:
             hint = " (list its artifacts, e.g. the executorch_program() targets built from it)" \
                 if target.kind == "model" else ""

@@ -19,6 +19,8 @@ import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
+from buildsys.rule_api import FileInput, SourcesInput, StepReply, StepRequest
+
 from .errors import StepError, user_frames
 from .programs import expect_inputs
 from .toolchain_errors import explain
@@ -27,19 +29,27 @@ from .toolchain_errors import explain
 class StepContext:
     """What a step's run() sees: its config, input files and output directory."""
 
-    def __init__(self, request: dict, workspace: Path):
+    def __init__(self, request: StepRequest, workspace: Path):
         self.request = request
-        self.config = request["config"]
-        self.label = request["label"]
+        self.config = request.config
+        self.label = request.label
         self.workspace = workspace
-        self.out_dir = Path(request["out_dir"])
+        self.out_dir = Path(request.out_dir)
 
     def input_path(self, name: str) -> Path:
-        return Path(self.request["inputs"][name]["path"])
+        value = self.request.inputs[name]
+        assert isinstance(value, FileInput), f"input {name!r} is workspace sources, not a file"
+        return Path(value.path)
+
+    def source_paths(self, name: str) -> list[Path]:
+        """The files of a sources input, where this worker sees them."""
+        value = self.request.inputs[name]
+        assert isinstance(value, SourcesInput), f"input {name!r} is a file, not workspace sources"
+        return [self.workspace / f.path for f in value.sources]
 
     def output_path(self, name: str) -> Path:
-        if name not in self.request["outputs"]:
-            raise KeyError(f"step declared outputs {self.request['outputs']}, not {name!r}")
+        if name not in self.request.outputs:
+            raise KeyError(f"step declared outputs {self.request.outputs}, not {name!r}")
         return self.out_dir / name
 
 
@@ -88,48 +98,36 @@ def _environmental(err: BaseException | None) -> bool:
     return False
 
 
-def run_one(request: dict, workspace: Path) -> dict:
+def run(request: StepRequest, workspace: Path) -> StepReply:
+    """Run one action: its step's module's run(ctx), with its output captured into its log."""
     ctx = StepContext(request, workspace)
-    expect_inputs(request["inputs"])  # programs load only from bytes matching their record's digest
+    expect_inputs(request.inputs)  # programs load only from bytes matching their record's digest
     started = time.monotonic()
-    with _captured(request["log"]):
+    with _captured(request.log):
         try:
-            module = importlib.import_module(request["module"])
+            module = importlib.import_module(request.module)
             metrics = module.run(ctx) or {}
         except StepError as err:
             traceback.print_exc()
-            return {"ok": False, "error": str(err), "show_log": False, "transient": _environmental(err)}
+            return StepReply(ok=False, error=str(err), show_log=False, transient=_environmental(err))
         except Exception as err:
             traceback.print_exc()
             if _environmental(err):  # the machine, not the inputs: the engine must not replay it
-                return {"ok": False, "error": f"{type(err).__name__}: {err}", "show_log": True, "transient": True}
+                return StepReply(ok=False, error=f"{type(err).__name__}: {err}", transient=True)
             # A model's own exception shows its frames; a toolchain failure is explained, and its
             # traceback stays in the log (the engine prints the log's path).
             frames = user_frames(err, workspace)
             if frames:
-                return {"ok": False, "error": f"{frames}\n{type(err).__name__}: {err}", "show_log": False}
-            step = request.get("step") or request["module"].rsplit(".", 1)[-1]
-            return {"ok": False, "error": explain(step, err, workspace, _log_text(request["log"])), "show_log": False}
-    return {"ok": True, "metrics": metrics, "seconds": time.monotonic() - started}
+                return StepReply(ok=False, error=f"{frames}\n{type(err).__name__}: {err}", show_log=False)
+            return StepReply(ok=False, error=explain(request.step, err, workspace, _log_text(request.log)), show_log=False)
+    return StepReply(ok=True, metrics=metrics, seconds=time.monotonic() - started)
 
 
-def _preload() -> None:
+def preload() -> None:
     """Pay the toolchain's import cost once per worker, not once per action."""
     # Every worker starts from the same state, whatever it runs first: a result must not
     # depend on which worker ran it (these also register ops and kernels globally).
+    os.environ.setdefault("TQDM_DISABLE", "1")
     import torch  # noqa: F401
     import executorch.exir  # noqa: F401
     import executorch.kernels.quantized  # noqa: F401
-
-
-def serve(conn, workspace: str) -> None:
-    root = Path(workspace)
-    sys.path.insert(0, str(root))
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    _preload()
-    while True:
-        try:
-            request = conn.recv()
-        except (EOFError, OSError):
-            return
-        conn.send(run_one(request, root))

@@ -28,7 +28,7 @@ def run_cli(workspace: Path, *args: str, timeout: float = 900, env: dict | None 
     full_env = {k: v for k, v in os.environ.items() if k != "MODELBUILD_CACHE_DIR"}
     full_env.update(COLUMNS="200", **(env or {}))
     return subprocess.run(
-        [sys.executable, "-m", "buildsys.cli", *args],
+        [sys.executable, "-m", "modelbuild", *args],
         cwd=workspace, capture_output=True, text=True, timeout=timeout, env=full_env,
         preexec_fn=None if umask is None else lambda: os.umask(umask),
     )
@@ -61,3 +61,28 @@ def action_results(workspace: Path, events: list[dict]) -> dict:
                 for e in events if e["status"] in ("ran", "cached") for label in e["labels"]}
     finally:
         cache.close()
+
+
+def step_request(fields: dict):
+    """A StepRequest as the scheduler sends it, from the fields a test cares about: file inputs get
+    their real digest (a program loads only if its bytes match), the rest get neutral defaults."""
+    from buildsys.digests import digest_file
+    from buildsys.step_protocol import FileInput, SourceFile, SourcesInput, StepRequest
+
+    def typed(value: dict):
+        if "sources" in value:
+            return SourcesInput(sources=[SourceFile(path=p, digest=d) for p, d in value["sources"]])
+        path = Path(value["path"])
+        digest = value.get("digest") or (digest_file(path) if path.is_file() else "0" * 64)
+        return FileInput(path=str(path), digest=digest, is_tree=path.is_dir())
+
+    module = fields.get("module", "rules.test")
+    return StepRequest(**{"action": "test", "step": module.rsplit(".", 1)[-1], "module": module, "label": "//:t",
+                          **fields, "inputs": {n: typed(v) for n, v in fields["inputs"].items()}})
+
+
+def run_step_request(fields: dict, workspace: Path) -> dict:
+    """Run one step as a worker does (rules.worker.run); its reply as the dict that crosses the wire."""
+    from rules.worker import run
+
+    return run(step_request(fields), workspace).to_wire()

@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import REPO, build
+from helpers import REPO, build, run_step_request
 from rules.bundle import (
     BundleCase, bundle_tolerance, check_bundle, make_bundle, read_bundle, reference_outputs,
 )
 from rules.verify import Tolerance
-from rules.worker import run_one
 
 WORKSPACE = Path(__file__).parent / "workspaces" / "bundle"
 MODEL = {  # as tests/workspaces/bundle/BUILD.models declares :heads
@@ -47,7 +46,7 @@ def ws(tmp_path_factory) -> Path:
 
 def request(ws: Path, target: str, out: Path, check: bool = True, tolerance: dict | None = None,
             model: dict = MODEL) -> dict:
-    """A request shaped as the scheduler sends it."""
+    """A request's fields, as the scheduler sends them (helpers.step_request types them)."""
     out.mkdir(parents=True, exist_ok=True)
     config = {"model": model, "cases": ["example", "min", "max"], "check": check,
               "tolerance": tolerance or {"min_snr_db": 60.0, "max_abs_error": None}}
@@ -60,7 +59,7 @@ def request(ws: Path, target: str, out: Path, check: bool = True, tolerance: dic
 
 
 def bundle(ws: Path, target: str, out: Path, **kw) -> dict:
-    reply = run_one(request(ws, target, out, **kw), ws)
+    reply = run_step_request(request(ws, target, out, **kw), ws)
     assert reply["ok"], reply.get("error")
     return reply["metrics"]["bundle"]
 
@@ -70,8 +69,8 @@ def xnnpack(ws, tmp_path_factory):
     """The XNNPACK program's bundle: its report and bytes, and the same step in another process
     (started first, so the two run side by side)."""
     other = tmp_path_factory.mktemp("xnnpack_other")
-    script = ("import json, sys; from pathlib import Path; from rules.worker import run_one; "
-              "r = run_one(json.loads(sys.argv[1]), Path(sys.argv[2])); assert r['ok'], r")
+    script = ("import json, sys; sys.path.insert(0, 'tests'); from pathlib import Path; from helpers import run_step_request; "
+              "r = run_step_request(json.loads(sys.argv[1]), Path(sys.argv[2])); assert r['ok'], r")
     req = json.dumps(request(ws, "heads_xnnpack", other))
     proc = subprocess.Popen([sys.executable, "-c", script, req, str(ws)], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -117,7 +116,7 @@ def test_wrong_expected_outputs_fail_the_check_naming_case_and_output(ws, xnnpac
 
 
 def test_a_check_the_program_misses_fails_the_step_with_the_tolerance(ws, tmp_path):
-    reply = run_one(request(ws, "heads_xnnpack", tmp_path, tolerance={"max_abs_error": 1e-12}), ws)
+    reply = run_step_request(request(ws, "heads_xnnpack", tmp_path, tolerance={"max_abs_error": 1e-12}), ws)
     assert not reply["ok"] and not reply["show_log"]  # a StepError: the message stands alone
     error = reply["error"]
     assert error.startswith("the bundled check failed in ExecuTorch's bundled-program runtime (max_abs_error 1e-12)")
@@ -126,7 +125,7 @@ def test_a_check_the_program_misses_fails_the_step_with_the_tolerance(ws, tmp_pa
 
 def test_cases_beyond_the_programs_plan_are_refused(ws, tmp_path):
     wider = {**MODEL, "dynamic_shapes": {"x": {0: {"name": "batch", "min": 1, "max": 32}}}}
-    reply = run_one(request(ws, "heads_xnnpack", tmp_path, model=wider), ws)
+    reply = run_step_request(request(ws, "heads_xnnpack", tmp_path, model=wider), ws)
     assert not reply["ok"]
     assert "max (batch=32): input 0 has shape [32, 16]; the program is planned for at most [8, 16]" in reply["error"]
 

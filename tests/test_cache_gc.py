@@ -84,7 +84,7 @@ def test_gc_while_a_build_runs_keeps_what_the_build_has_used(ws):
         age(path, 10)
     export = next(d for d, p in blobs(ws).items() if p.stat().st_size > 10_000)
     env = {k: v for k, v in os.environ.items() if k != "MODELBUILD_CACHE_DIR"}
-    proc = subprocess.Popen([sys.executable, "-m", "buildsys.cli", "build", "//:mlp_core", "-j", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "modelbuild", "build", "//:mlp_core", "-j", "1",
                              "--build-events", "events.jsonl"], cwd=ws, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -18,7 +18,7 @@ def test_four_clones_on_one_cache_run_each_action_once(tmp_path: Path):
     cache = tmp_path / "cache"
     clones = [tiny_workspace(tmp_path / f"clone{i}") for i in range(CLONES)]
     env = {k: v for k, v in os.environ.items() if k != "MODELBUILD_CACHE_DIR"}
-    procs = [subprocess.Popen([sys.executable, "-m", "buildsys.cli", "build", "//...", "-j", "1",
+    procs = [subprocess.Popen([sys.executable, "-m", "modelbuild", "build", "//...", "-j", "1",
                                "--cache-dir", str(cache), "--build-events", str(ws / "events.jsonl")],
                               cwd=ws, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
              for ws in clones]

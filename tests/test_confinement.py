@@ -69,7 +69,7 @@ def test_a_model_error_shows_only_the_users_frames_with_the_venv_and_modelbuild_
     (ws / ".venv").symlink_to(REPO / ".venv")
     python = ws / ".venv" / "bin" / "python"
     env = {k: v for k, v in os.environ.items() if k != "MODELBUILD_CACHE_DIR"} | {"COLUMNS": "200"}
-    proc = subprocess.run([str(python), "-m", "buildsys.cli", "build", "//...", "-j", "1"], cwd=ws,
+    proc = subprocess.run([str(python), "-m", "modelbuild", "build", "//...", "-j", "1"], cwd=ws,
                           capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     # The toolchain really ran from inside the workspace: its log names torch under ws/.venv.

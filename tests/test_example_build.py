@@ -113,7 +113,7 @@ def Label_of(target):
 def test_noop_build_runs_nothing_and_imports_no_toolchain(example):
     ws, _ = example
     probe = (
-        "import sys, json; from buildsys.cli import main; rc = main(['build', '//...', '--build-events', 'noop.jsonl']);"
+        "import sys, json; from modelbuild.__main__ import main; rc = main(['build', '//...', '--build-events', 'noop.jsonl']);"
         "heavy = sorted(m for m in ('torch', 'executorch', 'coremltools', 'torchao', 'numpy') if m in sys.modules);"
         "print(json.dumps({'rc': rc, 'heavy': heavy}))"
     )

@@ -60,7 +60,7 @@ def sincos_workspace(tmp_path: Path, with_broken: bool = False) -> Path:
 
 def start_build(ws: Path, *args: str) -> subprocess.Popen:
     """A build in the background, returned once a worker is inside an action (its log is open)."""
-    proc = subprocess.Popen([sys.executable, "-m", "buildsys.cli", "build", "//...", *args], cwd=ws,
+    proc = subprocess.Popen([sys.executable, "-m", "modelbuild", "build", "//...", *args], cwd=ws,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline and not list((ws / "cache" / "tmp").glob("*/log.txt")):

@@ -67,7 +67,7 @@ def workers(ws: Path) -> list[int]:
 def start(ws: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "MODELBUILD_CACHE_DIR"}
     # Its own process group, so that killpg reaches the CLI and not pytest.
-    return subprocess.Popen([sys.executable, "-m", "buildsys.cli", "build", *TARGETS, "-j", "1"], cwd=ws, env=env,
+    return subprocess.Popen([sys.executable, "-m", "modelbuild", "build", *TARGETS, "-j", "1"], cwd=ws, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
 
 
@@ -135,10 +135,11 @@ def test_sigkill_at_random_moments_then_build_matches_a_clean_one(tmp_path: Path
     assert gone_within(ws, 3.0)[1] == []
 
 
-STUCK_STEP = '''import os, re, subprocess
+STUCK_STEP = '''import os, re, subprocess, sys
 
 
-def serve(conn, workspace):
+def preload():  # a worker's runner module (RuleSet.worker)
+    workspace = sys.path[0]  # worker_boot puts the workspace first
     child = subprocess.Popen(["sleep", "600"])  # as AOTInductor's g++
     with open(os.path.join(workspace, "pids.tmp"), "w") as f:
         f.write(f"{os.getpid()} {child.pid}")
@@ -146,7 +147,7 @@ def serve(conn, workspace):
     re.match(r"(a*)*b", "a" * 64)  # C code that never lets go of the GIL, as deep in the toolchain
 '''
 ENGINE = ("import sys, time; from pathlib import Path; from buildsys.workers import Worker; "
-          "Worker(0, 'stuck_step:serve', Path(sys.argv[1]), Path(sys.argv[1]) / 'worker.log'); time.sleep(600)")
+          "Worker(0, 'stuck_step', Path(sys.argv[1]), Path(sys.argv[1]) / 'worker.log'); time.sleep(600)")
 
 
 def alive(pid: int) -> bool:

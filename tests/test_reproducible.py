@@ -50,7 +50,7 @@ def _start_build(ws: Path, env: dict[str, str], umask: int) -> subprocess.Popen:
     inherited = {k: v for k, v in os.environ.items()
                  if k not in ("MODELBUILD_CACHE_DIR", "TZ", "LANG", "TMPDIR") and not k.startswith("LC_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "buildsys.cli", "build", "//...", "-j", "1", "--build-events", str(ws / "events.jsonl")],
+        [sys.executable, "-m", "modelbuild", "build", "//...", "-j", "1", "--build-events", str(ws / "events.jsonl")],
         cwd=ws, env={**inherited, "COLUMNS": "200", **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         text=True, preexec_fn=lambda: os.umask(umask),
     )

@@ -22,6 +22,7 @@ from rules.coreml_check import compare_compressed_weights, load_program  # noqa:
 from rules.coreml_compress import CoremlCompressConfig  # noqa: E402
 from rules.errors import StepError  # noqa: E402
 from rules.worker import StepContext  # noqa: E402
+from helpers import step_request  # noqa: E402
 
 os.environ.setdefault("TQDM_DISABLE", "1")
 
@@ -94,7 +95,7 @@ def run_step(package: Path, out: Path, config: dict) -> dict:
         "config": config, "label": "//:t", "inputs": {"package": {"path": str(package)}},
         "outputs": ["model.mlpackage"], "out_dir": str(out), "log": str(out / "log.txt"),
     }
-    return coreml_compress.run(StepContext(request, out))
+    return coreml_compress.run(StepContext(step_request(request), out))
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import torch
 from rules.errors import StepError
 from rules.export import ExportConfig
 from rules.worker import StepContext
+from helpers import step_request
 
 MODULE = "onnx_aoti_tiny"  # unique: the test process imports it
 MODEL = '''
@@ -54,7 +55,7 @@ def run_step(module: str, config: dict, inputs: dict, output: str, out_dir: Path
         "config": config, "label": "//:t", "inputs": inputs, "outputs": [output],
         "out_dir": str(out_dir), "log": str(out_dir / "log.txt"),
     }
-    metrics = importlib.import_module(module).run(StepContext(request, workspace))
+    metrics = importlib.import_module(module).run(StepContext(step_request(request), workspace))
     return out_dir / output, metrics
 
 

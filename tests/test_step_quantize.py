@@ -15,7 +15,7 @@ import torch
 from pydantic import ValidationError
 
 from rules.quantize import QuantizeConfig
-from rules.worker import run_one
+from helpers import run_step_request
 
 MODELS_PY = '''import torch
 from torch import nn
@@ -105,7 +105,7 @@ def step(ws: Path, module: str, config: dict, inputs: dict, output: str, out: Pa
         "module": module, "config": config, "label": "//:t", "inputs": inputs, "outputs": [output],
         "out_dir": str(out), "log": str(out / "log.txt"),
     }
-    return run_one(request, ws)
+    return run_step_request(request, ws)
 
 
 def quantize(ws: Path, out: Path, config: dict) -> dict:

@@ -1,0 +1,34 @@
+"""Where actions run: the scheduler hands an executor requests and collects replies (as ninja's
+CommandRunner). It never sees a process, an actor or a socket.
+
+The local worker pool is one executor (local_executor.py), Ray is another (ray_executor.py), and
+the scheduler's tests use an in-process one. An executor reports a worker that died as a reply
+(`StepReply.died`), never as an exception: that fails the action only.
+"""
+from __future__ import annotations
+
+from typing import Protocol
+
+from .step_protocol import StepReply, StepRequest
+
+
+class Executor(Protocol):
+    name: str  # "local", "ray": for the summary and the build events
+
+    def free(self) -> int:
+        """How many more requests it can start now."""
+
+    def submit(self, request: StepRequest) -> None:
+        """Start running it; its outputs land in request.out_dir, its log in request.log."""
+
+    def running(self) -> int:
+        """How many submitted requests have not been collected yet."""
+
+    def wait(self, timeout: float | None) -> list[tuple[str, StepReply]]:
+        """Block until at least one request finishes (or the timeout passes): (action id, reply) each."""
+
+    def warm(self, wanted: int) -> None:
+        """Get up to `wanted` more workers ready now (their toolchain imports overlap running work)."""
+
+    def shutdown(self) -> None:
+        """Stop every worker; a request still running is abandoned (the build was interrupted)."""

@@ -1,0 +1,51 @@
+"""The local executor: long-lived worker processes on this machine (workers.py), one action each at a time."""
+from __future__ import annotations
+
+from multiprocessing.connection import wait
+from pathlib import Path
+
+from .step_protocol import StepReply, StepRequest
+from .workers import WorkerDied, WorkerPool
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, jobs: int, entry: str, workspace: Path, log_dir: Path):
+        self.pool = WorkerPool(jobs, entry, workspace, log_dir)
+
+    def free(self) -> int:
+        return len(self.pool.idle())
+
+    def running(self) -> int:
+        return len(self.pool.busy())
+
+    def submit(self, request: StepRequest) -> None:
+        worker = self.pool.get(self.pool.idle()[0])
+        worker.busy = request.action
+        worker.send(request.to_wire())
+
+    def wait(self, timeout: float | None) -> list[tuple[str, StepReply]]:
+        busy = self.pool.busy()
+        if not busy:
+            return []
+        ready = wait([w.conn for w in busy], timeout=timeout)
+        done = []
+        for worker in busy:
+            if worker.conn not in ready:
+                continue
+            aid = worker.busy
+            try:
+                reply = StepReply.model_validate(worker.receive())
+            except WorkerDied as died:  # says nothing about the inputs: never recorded as their failure
+                self.pool.discard(worker)
+                reply = StepReply.died(str(died))
+            worker.busy = None
+            done.append((aid, reply))
+        return done
+
+    def warm(self, wanted: int) -> None:
+        self.pool.warm(wanted)
+
+    def shutdown(self) -> None:
+        self.pool.shutdown()

@@ -1,0 +1,1 @@
+"""modelbuild's entry point: the engine (buildsys) with the rules (rules) wired in."""
