@@ -239,6 +239,10 @@ class RemoteCache:
         self.enabled = False
         self._warn(f"{why}; building without it from here on")
 
+    def reject(self, key: str, why: str) -> None:
+        """The caller refuses a record this client accepted (it is not a valid result)."""
+        self._reject("result", f"the record {key[:16]}: {why}")
+
     def _reject(self, kind: str, what: str) -> None:
         """Count a refused record or blob; one warning per kind of refusal, not per item."""
         self.stats.rejected += 1

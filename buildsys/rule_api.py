@@ -17,6 +17,6 @@ from .units import human_bytes
 
 __all__ = [
     "METRICS", "Action", "Command", "Declaration", "FileInput", "Flag", "Host", "Label", "Output", "PlanContext", "Planned",
-    "Provider", "RuleSet", "SourceFile", "SourcesInput", "StepKind", "StepReply", "StepRequest", "TargetKind",
+    "Provider", "RuleSet", "SourceFile", "Sources", "SourcesInput", "StepKind", "StepReply", "StepRequest", "TargetKind",
     "UserError", "human_bytes", "toolchain",
 ]

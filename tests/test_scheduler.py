@@ -1,0 +1,155 @@
+"""The scheduler's own behaviour, against an in-process executor: no worker, no torch, milliseconds.
+
+Actions are planned straight into a Planner (no BUILD.models); steps are the Python functions of
+fake_executor.py. What is checked is the engine's logic: what runs, what is cached, what a failure
+does to the rest, and how a corrupt input is healed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import networkx as nx
+import pytest
+
+from buildsys.action_lookup import ActionLookup
+from buildsys.build import Stores
+from buildsys.labels import Label
+from buildsys.planning import Planner
+from buildsys.ruleset import RuleSet, StepKind
+from buildsys.scheduler import CACHED, FAILED, RAN, SKIPPED, Scheduler
+from fake_executor import FakeExecutor, crash, fail, no_output, upper
+
+# A step's module is only hashed into its key here (the fake executor runs Python functions).
+RULES = RuleSet(kinds={}, steps={"upper": StepKind("upper", "rules.report", ())})
+BEHAVIOURS = {"upper": upper, "fail": fail, "crash": crash, "no_output": no_output}
+
+
+class Build:
+    """One workspace and cache; each run() plans the given chains afresh and schedules them."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.executor: FakeExecutor | None = None
+
+    def plan(self, chains: dict[str, list[dict]]) -> tuple[Planner, dict[str, list[str]]]:
+        """chains: target name -> configs of its actions, each fed by the one before."""
+        self.stores = Stores(self.root / "cache")
+        targets = SimpleNamespace(workspace=SimpleNamespace(root=self.root))
+        planner = Planner(targets, RULES, self.stores.digests)
+        ids = {}
+        for name, configs in chains.items():
+            previous, ids[name] = None, []
+            for config in configs:
+                inputs = {"src": previous.output("out")} if previous else {}
+                previous = planner.add_action(Label.parse(f"//:{name}"), "upper", config, inputs, ("out",))
+                ids[name].append(previous.id)
+        return planner, ids
+
+    def run(self, chains: dict[str, list[dict]], keep_going: bool = False, retry_failed: bool = False, jobs: int = 2,
+            before=None):
+        planner, ids = self.plan(chains)
+        if before is not None:
+            before(self.stores, ids)
+        self.executor = FakeExecutor(BEHAVIOURS, jobs)
+        lookup = ActionLookup(RULES, self.stores.action_cache, self.stores.cas)
+        scheduler = Scheduler(planner, lookup, self.executor, self.root / "cache", keep_going, lambda *_: None,
+                              retry_failed=retry_failed)
+        try:
+            state = scheduler.run(list(nx.lexicographical_topological_sort(planner.graph)))
+        finally:
+            self.stores.close()
+        return {name: [state.outcomes[a].status if a in state.outcomes else None for a in chain]
+                for name, chain in ids.items()}, state
+
+
+@pytest.fixture
+def b(tmp_path: Path) -> Build:
+    return Build(tmp_path)
+
+
+CHAIN = {"a": [{"text": "abc"}, {"suffix": "!"}, {"suffix": "?"}]}
+
+
+def test_a_chain_runs_once_then_is_cached_without_running_anything(b):
+    statuses, state = b.run(CHAIN)
+    assert statuses == {"a": [RAN, RAN, RAN]}
+    assert b.executor.stopped and len(b.executor.ran) == 3
+    statuses, _ = b.run(CHAIN)
+    assert statuses == {"a": [CACHED, CACHED, CACHED]}
+    assert b.executor.ran == []
+
+
+def test_an_unchanged_output_stops_the_rebuild_early(b):
+    b.run(CHAIN)
+    # "ABC" upper-cases to what "abc" did: the first action reruns, its output is the same, the rest is cached.
+    statuses, _ = b.run({"a": [{"text": "ABC"}, {"suffix": "!"}, {"suffix": "?"}]})
+    assert statuses == {"a": [RAN, CACHED, CACHED]}
+
+
+def test_a_failure_skips_its_dependents_and_stops_the_build(b):
+    chains = {"a": [{"behaviour": "fail"}, {"suffix": "!"}], "b": [{"text": "x"}, {"suffix": "!"}]}
+    statuses, state = b.run(chains, jobs=1)
+    assert statuses["a"] == [FAILED, SKIPPED]
+    assert FAILED not in statuses["b"] and RAN not in statuses["b"][1:]  # nothing new started after the failure
+    assert SKIPPED in statuses["b"]
+    failed = [o for o in state.outcomes.values() if o.status == FAILED]
+    assert failed[0].error == "//:a: it failed" and not failed[0].show_log
+
+
+def test_keep_going_builds_what_does_not_depend_on_the_failure(b):
+    chains = {"a": [{"behaviour": "fail"}, {"suffix": "!"}], "b": [{"text": "x"}, {"suffix": "!"}]}
+    statuses, _ = b.run(chains, keep_going=True, jobs=1)
+    assert statuses == {"a": [FAILED, SKIPPED], "b": [RAN, RAN]}
+
+
+def test_a_reported_failure_is_replayed_until_retried(b):
+    chains = {"a": [{"behaviour": "fail"}]}
+    b.run(chains)
+    statuses, state = b.run(chains)
+    assert statuses == {"a": [FAILED]} and b.executor.ran == []
+    (outcome,) = state.outcomes.values()
+    assert outcome.replayed is not None and outcome.log == "about to fail\n"
+    statuses, _ = b.run(chains, retry_failed=True)
+    assert statuses == {"a": [FAILED]} and b.executor.ran == ["//:a"]
+
+
+def test_a_dead_worker_fails_its_action_but_is_never_replayed(b):
+    chains = {"a": [{"behaviour": "crash"}]}
+    statuses, state = b.run(chains)
+    assert statuses == {"a": [FAILED]}
+    assert "died" in next(iter(state.outcomes.values())).error
+    b.run(chains)
+    assert b.executor.ran == ["//:a"]  # not a property of the inputs: it runs again
+
+
+def test_a_step_that_writes_no_output_fails(b):
+    statuses, state = b.run({"a": [{"behaviour": "no_output"}]})
+    assert statuses == {"a": [FAILED]}
+    assert "finished without writing its output 'out'" in next(iter(state.outcomes.values())).error
+
+
+def test_a_corrupt_input_reruns_its_producer_in_the_same_build(b):
+    b.run(CHAIN)
+
+    def corrupt_first_output(stores, ids):
+        """The first action's output blob, as it is in the CAS, overwritten (bit rot, a bad disk)."""
+        first = b_planner.actions[ids["a"][0]]
+        result = stores.action_cache.get(ActionLookup(RULES, stores.action_cache, stores.cas).key(first, None))
+        path = stores.cas.path(result.outputs["out"].digest)
+        path.chmod(0o644)
+        path.write_text("CORRUPT")
+
+    b_planner, _ = b.plan(CHAIN)
+    b.stores.close()
+    # The second action changes, so it must run and read the corrupt blob.
+    statuses, state = b.run({"a": [{"text": "abc"}, {"suffix": "#"}, {"suffix": "?"}]}, before=corrupt_first_output)
+    assert statuses == {"a": [RAN, RAN, RAN]}
+    assert b.executor.ran.count("//:a") == 3  # the producer ran again, once
+    assert any("corrupt" in h for h in state.healed)
+
+
+def test_the_executor_is_never_asked_for_more_than_it_has(b):
+    chains = {n: [{"text": n}] for n in "abcdef"}
+    b.run(chains, jobs=2)
+    assert b.executor.most_at_once <= 2 and len(b.executor.ran) == 6
