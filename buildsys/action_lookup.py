@@ -35,6 +35,7 @@ class ActionLookup:
         self.cache = cache
         self.cas = cas
         self.remote = remote  # a remote_cache.RemoteCache, read after the local cache misses
+        self._remote_missed: set[str] = set()  # keys asked for once this build: a second ask is the same answer
 
     # Keys -------------------------------------------------------------------------------------
     @staticmethod
@@ -87,8 +88,9 @@ class ActionLookup:
         return Found(key, failure=failure)
 
     def _fetch_remote(self, key: str) -> ActionResult | None:
-        if self.remote is None:
+        if self.remote is None or key in self._remote_missed:
             return None
+        self._remote_missed.add(key)  # a hit is stored locally, so it is never asked for again either
         body = self.remote.get_record(key)
         if body is None:
             return None

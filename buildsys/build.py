@@ -59,6 +59,8 @@ class BuildSummary:
     store_warnings: list[str] = field(default_factory=list)  # bad records dropped, corrupt blobs healed
     removed: list[Path] = field(default_factory=list)  # stale outputs removed from out/
     remote: object | None = None  # the remote cache's stats (remote_cache.RemoteStats), when one was used
+    remote_url: str = ""  # with any credentials redacted
+    remote_warnings: list[str] = field(default_factory=list)
     executor: str = "local"
 
     @property
@@ -187,8 +189,8 @@ def build(
                                            options.patterns, targets.all_packages)
         summary.store_warnings = stores.action_cache.warnings + summary.state.healed
         if remote is not None:
-            summary.remote = remote.stats
-            summary.store_warnings += remote.warnings
+            summary.remote, summary.remote_url = remote.stats, remote.url
+            summary.remote_warnings = remote.warnings
         summary.failed_targets = [l for l in waiting_on if l not in summary.placed]
         summary.seconds = time.monotonic() - start
         return summary

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.text import Text
 
 from .build import BuildSummary
+from .units import human_bytes
 from .planning import Action
 from .scheduler import CACHED, FAILED, RAN, SKIPPED, Outcome
 
@@ -86,12 +87,21 @@ class BuildConsole:
         if len(shown) < len(s.store_warnings):  # a cache of an older format: every record at once
             self.console.print(f"[yellow]WARNING:[/] cache: ... and {len(s.store_warnings) - len(shown)} more like these",
                                soft_wrap=True)
+        for text in s.remote_warnings:  # each names the server; the build went on without it
+            self.console.print(f"[yellow]WARNING:[/] {escape(text)}", soft_wrap=True)
         found = s.state.warnings()
         for outcome, text in found:
             owners = ", ".join(sorted(str(o) for o in outcome.action.owners))
             self.console.print(f"[yellow]WARNING:[/] {escape(owners)} ({outcome.action.step}): {escape(text)}",
                                soft_wrap=True)
-        return len(found) + len(s.store_warnings)
+        return len(found) + len(s.store_warnings) + len(s.remote_warnings)
+
+    def remote(self, s: BuildSummary) -> None:
+        r = s.remote
+        rejected = f", {r.rejected} rejected (bad digest or signature)" if r.rejected else ""
+        self.console.print(f"remote cache {escape(s.remote_url)}: {r.hits} hits, {human_bytes(r.bytes_downloaded)} "
+                           f"downloaded, {human_bytes(r.bytes_uploaded)} uploaded ({r.records_uploaded} results)"
+                           f"{rejected}", soft_wrap=True)
 
     def summary(self, s: BuildSummary) -> None:
         ran, cached, failed, skipped = (s.count(x) for x in (RAN, CACHED, FAILED, SKIPPED))
@@ -100,6 +110,8 @@ class BuildConsole:
         if s.removed:
             self.console.print(f"removed {len(s.removed)} stale output(s) that no target declares any more: "
                                + escape(", ".join(str(p) for p in s.removed)), soft_wrap=True)
+        if s.remote is not None:
+            self.remote(s)
         warnings = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
         if s.ok and ran == 0:
             self.console.print(f"[green]{n} targets up to date[/], 0 actions run ({cached} cached){warnings} "
@@ -109,7 +121,8 @@ class BuildConsole:
         failed_text = f"{failed} failed" + (f" ({replayed} replayed from the failure cache)" if replayed else "")
         parts = f"{ran} actions run, {cached} cached, {failed_text}" + (f", {skipped} skipped" if skipped else "") + warnings
         if s.ok:
-            self.console.print(f"[green]Built {n} targets[/]: {parts} in {s.seconds:.1f}s")
+            where = "" if s.executor == "local" else f" on {s.executor}"
+            self.console.print(f"[green]Built {n} targets[/]: {parts}{where} in {s.seconds:.1f}s")
         else:
             names = escape(", ".join(str(l) for l in s.failed_targets[:10])) + (" ..." if len(s.failed_targets) > 10 else "")
             self.console.print(
