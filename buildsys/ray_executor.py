@@ -1,0 +1,337 @@
+"""The Ray executor: actions run in Ray actors, on any node of a cluster, with no shared file system.
+
+Each actor is a long-lived worker like a local one: it imports the rule set's runner once and
+runs one action at a time. What a step reads and writes travels through Ray's object store:
+the engine puts each input (a workspace source, an earlier action's output) once per build,
+keyed by its content digest; the actor writes it into its own scratch directory, runs the
+step there and returns the outputs and the log, which the engine writes where the request
+named them. So a node needs the rule set installed, not the workspace or the cache.
+
+Only this module imports ray, and the engine imports this module only for `--executor ray`.
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import shutil
+import socket
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import UserError
+from .step_protocol import SourceFile, SourcesInput, StepReply, StepRequest
+
+# A file or directory as it travels through the object store:
+#   ("file", bytes, executable)
+#   ("tree", [(relative path, bytes, executable)], [relative directories])
+# Directories are listed because an empty one can matter (an .mlpackage without weights), as in the CAS.
+Packed = tuple
+
+
+def pack(path: Path) -> Packed:
+    if path.is_dir():
+        files, dirs = [], []
+        for sub in sorted(path.rglob("*")):
+            rel = sub.relative_to(path).as_posix()
+            if sub.is_dir():
+                dirs.append(rel)
+            elif sub.is_file():
+                files.append((rel, sub.read_bytes(), os.access(sub, os.X_OK)))
+        return ("tree", files, dirs)
+    return ("file", path.read_bytes(), os.access(path, os.X_OK))
+
+
+def _write(dest: Path, data: bytes, executable: bool) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".part")
+    tmp.write_bytes(data)
+    os.chmod(tmp, 0o755 if executable else 0o644)
+    os.replace(tmp, dest)
+
+
+def unpack(packed: Packed, dest: Path) -> None:
+    """Place a packed file or directory at dest, replacing what was there."""
+    if dest.is_dir() and not dest.is_symlink():
+        shutil.rmtree(dest)
+    if packed[0] == "file":
+        _write(dest, packed[1], packed[2])
+        return
+    dest.mkdir(parents=True)
+    for rel in packed[2]:
+        (dest / rel).mkdir(parents=True, exist_ok=True)
+    for rel, data, executable in packed[1]:
+        _write(dest / rel, data, executable)
+
+
+class BadSource(Exception):
+    pass
+
+
+_SCRATCH_PREFIX = "modelbuild-ray-"
+
+
+def _prune_dead_scratch() -> None:
+    """Remove the scratch directories of actors on this node that died without cleaning up
+    (a SIGKILL, the OOM killer, ray.kill): their names carry their pid."""
+    for path in Path(tempfile.gettempdir()).glob(_SCRATCH_PREFIX + "*"):
+        try:
+            os.kill(int(path.name[len(_SCRATCH_PREFIX):].split("-")[0]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(path, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass  # not one of ours, or another user's live process
+
+
+class StepActor:
+    """One Ray worker process (wrapped by ray.remote in RayExecutor): its own scratch directory
+    holds the workspace sources it has been sent, and one directory per running action."""
+
+    def __init__(self, runner: str, engine_workspace: str):
+        os.environ.setdefault("TQDM_DISABLE", "1")
+        _prune_dead_scratch()
+        self.scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-"))
+        # The workspace at its engine path under a root of its own, so a source outside the workspace
+        # (a signing key, named "../../keys/release.key") lands inside the scratch directory too.
+        self.root = self.scratch / "root"
+        self.workspace = self.root / engine_workspace.lstrip("/")
+        self.workspace.mkdir(parents=True)
+        self.have: dict[str, str] = {}  # workspace-relative path -> digest of what is written there
+        self.engine_workspace = engine_workspace  # errors name paths as the engine sees them
+        sys.path.insert(0, str(self.workspace))  # model modules import from the workspace, as in a local worker
+        self.runner = importlib.import_module(runner)
+        self.runner.preload()
+
+    def where(self) -> tuple[str, int]:
+        import ray
+
+        return ray.util.get_node_ip_address(), os.getpid()
+
+    def close(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def _source(self, source: SourceFile, ref) -> None:
+        if self.have.get(source.path) == source.digest:
+            return
+        import ray
+
+        dest = Path(os.path.normpath(self.workspace / source.path))
+        if not dest.is_relative_to(self.root):
+            raise BadSource(f"source {source.path} is not a path relative to the workspace")
+        packed = ray.get(ref)
+        found = hashlib.sha256(packed[1]).hexdigest()
+        if found != source.digest:
+            raise BadSource(f"source {source.path} changed during the build (its sha256 is {found}, the plan "
+                            f"has {source.digest}); build again")
+        _write(dest, packed[1], packed[2])
+        self.have[source.path] = source.digest
+
+    def run(self, wire: dict, blobs: dict) -> tuple[dict, dict, bytes]:
+        """Run one request: (its reply, its outputs packed by name, its log's bytes). `blobs`
+        maps digests to object refs, nested so that Ray hands them over unfetched: a source
+        this actor already has is not fetched again."""
+        import ray
+
+        request = StepRequest.model_validate(wire)
+        action_dir = Path(tempfile.mkdtemp(prefix="action-", dir=self.scratch))
+        out, log = action_dir / "out", action_dir / "log"
+        out.mkdir()
+        log.touch()
+        local_paths = {str(out): request.out_dir, str(log): request.log, str(self.workspace): self.engine_workspace,
+                       str(self.root): ""}
+        try:
+            try:
+                inputs = {}
+                for name, value in request.inputs.items():
+                    if isinstance(value, SourcesInput):
+                        for source in value.sources:
+                            self._source(source, blobs[source.digest])
+                        inputs[name] = value
+                    else:  # keep the file's name: a step may read its suffix (an .mlpackage)
+                        local = action_dir / "inputs" / name / Path(value.path).name
+                        unpack(ray.get(blobs[value.digest]), local)
+                        inputs[name] = value.model_copy(update={"path": str(local)})
+                        local_paths[str(local)] = value.path
+                local = request.model_copy(update={"inputs": inputs, "out_dir": str(out), "log": str(log)})
+                reply = self.runner.run(local, self.workspace)
+            except BadSource as err:  # the workspace changed, not the inputs: never recorded as their failure
+                reply = StepReply(ok=False, error=str(err), show_log=False, transient=True)
+            if reply.error:  # name paths as the engine sees them
+                for mine, theirs in sorted(local_paths.items(), key=lambda kv: -len(kv[0])):
+                    reply.error = reply.error.replace(mine, theirs)
+            outputs = {name: pack(out / name) for name in request.outputs if (out / name).exists()}
+            return reply.to_wire(), outputs, log.read_bytes()
+        finally:
+            shutil.rmtree(action_dir, ignore_errors=True)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UserError("--executor ray needs Ray, which is not installed: pip install 'modelbuild[ray]'") from None
+    return ray
+
+
+def _check_reachable(address: str) -> None:
+    """ray.init retries an unreachable address for minutes, printing warnings; a plain TCP
+    connection to the head says at once whether anything listens there."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return  # "auto" and other forms Ray resolves itself
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as err:
+        raise UserError(f"cannot reach the Ray cluster at {address} ({err.strerror or err}): check that its head "
+                        f"node is running (`ray status --address {address}`) and that port {port} on {host} is open "
+                        "from this machine") from None
+
+
+@dataclass
+class _Actor:
+    handle: object
+    where: object  # object ref of (node ip, pid), ready once the runner is imported
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, jobs: int, runner: str, workspace: Path, address: str | None = None):
+        self.ray = ray = _import_ray()
+        self.jobs = jobs
+        self.runner = runner
+        self.workspace = Path(workspace)
+        self.address = address or os.environ.get("RAY_ADDRESS") or None
+        quiet = dict(logging_level=logging.ERROR, log_to_driver=False)  # workers' import noise stays off the console
+        if self.address is None:  # a Ray instance of our own, for this build only ("local": never join another)
+            try:
+                ray.init(address="local", num_cpus=jobs, include_dashboard=False, **quiet)
+            except Exception as err:
+                raise UserError(f"cannot start a local Ray instance: {err}") from None
+        else:
+            _check_reachable(self.address)
+            try:
+                ray.init(address=self.address, **quiet)
+            except Exception as err:  # Ray raises ConnectionError, RuntimeError (version mismatch), ...
+                raise UserError(f"cannot connect to the Ray cluster at {self.address}: {err}") from None
+            if ray.cluster_resources().get("CPU", 0) < 1:
+                ray.shutdown()  # else every action would wait forever for a CPU
+                raise UserError(f"the Ray cluster at {self.address} has no CPUs for workers (`ray status` shows "
+                                "its resources); start nodes with --num-cpus of at least 1")
+        self.actor_class = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(StepActor)
+        self.idle: list[_Actor] = []
+        self.pending: dict[object, tuple[_Actor, StepRequest]] = {}  # object ref of the result -> who, what
+        self.finished: list[tuple[str, StepReply]] = []  # failed before they reached an actor
+        self.blobs: dict[str, object] = {}  # content digest -> object ref, put once per build
+        self.closed = False
+
+    def free(self) -> int:
+        return self.jobs - self.running()
+
+    def running(self) -> int:
+        return len(self.pending) + len(self.finished)
+
+    def _new_actor(self) -> _Actor:
+        handle = self.actor_class.remote(self.runner, str(self.workspace.absolute()))
+        return _Actor(handle, handle.where.remote())
+
+    def warm(self, wanted: int) -> None:
+        for _ in range(min(wanted, self.jobs - len(self.pending) - len(self.idle))):
+            self.idle.append(self._new_actor())
+
+    def _blob(self, digest: str, path: Path):
+        ref = self.blobs.get(digest)
+        if ref is None:
+            ref = self.blobs[digest] = self.ray.put(pack(path))
+        return ref
+
+    def submit(self, request: StepRequest) -> None:
+        assert self.free() > 0, "submit() with no free worker"
+        try:
+            blobs = {}
+            for value in request.inputs.values():
+                if isinstance(value, SourcesInput):
+                    for source in value.sources:
+                        blobs[source.digest] = self._blob(source.digest, self.workspace / source.path)
+                else:
+                    blobs[value.digest] = self._blob(value.digest, Path(value.path))
+        except OSError as err:  # a source removed mid-build: the machine's state, not the inputs'
+            self.finished.append((request.action, StepReply(ok=False, error=f"cannot read an input: {err}",
+                                                            show_log=False, transient=True)))
+            return
+        actor = self.idle.pop() if self.idle else self._new_actor()
+        self.pending[actor.handle.run.remote(request.to_wire(), blobs)] = (actor, request)
+
+    def wait(self, timeout: float | None) -> list[tuple[str, StepReply]]:
+        done, self.finished = self.finished, []
+        if not self.pending or done:
+            return done
+        refs = list(self.pending)
+        ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)  # Ctrl-C interrupts it
+        if ready:  # and whatever else has finished by now
+            ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        for ref in ready:
+            actor, request = self.pending.pop(ref)
+            done.append((request.action, self._collect(ref, actor, request)))
+        return done
+
+    def _collect(self, ref, actor: _Actor, request: StepRequest) -> StepReply:
+        errors = self.ray.exceptions
+        try:
+            wire, outputs, log = self.ray.get(ref)
+        except errors.RayTaskError as err:  # raised by the actor's own code, around the step
+            self._discard(actor)
+            return StepReply(ok=False, error=f"ray actor failed around the step: {err}", transient=True)
+        except errors.RayError as err:  # the actor or its node died: a crash, the OOM killer, a lost node
+            self._discard(actor)
+            if getattr(err, "actor_init_failed", False):
+                return StepReply.died(f"ray actor could not start (runner {self.runner}): {_why(err)}")
+            return StepReply.died(f"ray actor on {self._node(actor)} died: {_why(err)}")
+        self.idle.append(actor)
+        try:
+            for name, packed in outputs.items():
+                unpack(packed, Path(request.out_dir) / name)
+            with open(request.log, "ab") as f:
+                f.write(log)
+        except OSError as err:
+            return StepReply(ok=False, error=f"cannot write the outputs of {request.action}: {err}", transient=True)
+        return StepReply.model_validate(wire)
+
+    def _node(self, actor: _Actor) -> str:
+        try:
+            ip, pid = self.ray.get(actor.where, timeout=0)
+            return f"node {ip} (pid {pid})"
+        except Exception:  # it died before it was ready
+            return "an unknown node"
+
+    def _discard(self, actor: _Actor) -> None:
+        """Forget an actor whose action failed or died; the next submit makes a new one."""
+        self.ray.kill(actor.handle)
+
+    def shutdown(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        ray = self.ray
+        # Idle, started actors remove their scratch directories; busy ones are abandoned (the build
+        # was interrupted), as are those still importing the toolchain: their directories go when
+        # the next actor on that node starts.
+        started = set(ray.wait([a.where for a in self.idle], num_returns=len(self.idle), timeout=0)[0]) if self.idle else set()
+        closing = [a.handle.close.remote() for a in self.idle if a.where in started]
+        try:
+            if closing:
+                ray.wait(closing, num_returns=len(closing), timeout=5)
+        finally:
+            for actor in [*self.idle, *(a for a, _ in self.pending.values())]:
+                ray.kill(actor.handle)
+            self.idle, self.pending, self.blobs = [], {}, {}
+            ray.shutdown()  # disconnects; stops the Ray instance only if this executor started it
+
+
+def _why(err: Exception) -> str:
+    """The line of Ray's message that says why, without its paragraph of common causes."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(err).__name__).split(" Some common causes")[0]
