@@ -86,3 +86,17 @@ def run_step_request(fields: dict, workspace: Path) -> dict:
     from rules.worker import run
 
     return run(step_request(fields), workspace).to_wire()
+
+
+def keypair(tmp: Path, name: str) -> tuple[Path, Path]:
+    """A fresh ed25519 key pair as PEM files: (private, public)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private, public = tmp / f"{name}.key", tmp / f"{name}.pub"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public

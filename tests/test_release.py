@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import build, by_status, copy_example, run_cli
+from helpers import build, by_status, copy_example, keypair, run_cli
 
 WORKSPACE = Path(__file__).parent / "workspaces" / "release"
 
@@ -36,19 +36,6 @@ def repack(src: Path, dst: Path, change) -> Path:
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return dst
-
-
-def keypair(tmp: Path, name: str) -> tuple[Path, Path]:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    key = Ed25519PrivateKey.generate()
-    private, public = tmp / f"{name}.key", tmp / f"{name}.pub"
-    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption()))
-    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
-    return private, public
 
 
 @pytest.fixture(scope="module")

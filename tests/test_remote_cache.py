@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from dav_server import DavServer
-from helpers import REPO, build, by_status, read_events
-from test_release import keypair
+from helpers import REPO, build, by_status, keypair, read_events
 
 TARGETS = ("//:mlp_pt2",)  # export and verify: two actions, a .pt2 program blob, a report blob
 SOURCE = REPO / "tests" / "workspaces" / "release"

@@ -14,7 +14,7 @@ from buildsys.digests import canonical_json
 from buildsys.errors import UserError
 from buildsys.remote_cache import HEADER_ENV, RemoteCache, headers_from_env
 from dav_server import DavServer
-from test_release import keypair  # an ed25519 pair as PEM files (private, public)
+from helpers import keypair
 
 RECORD = {"outputs": {"program": "ab" * 32}, "metrics": {"size": 12, "snr_db": 41.5}, "log": None}
 
