@@ -102,7 +102,11 @@ def make_executor(options: BuildOptions, ruleset: RuleSet, workspace: Workspace)
     if options.executor == "ray":
         from .ray_executor import RayExecutor  # Ray is an optional extra, imported only when asked for
 
-        return RayExecutor(max(1, options.jobs), ruleset.worker, workspace.root, options.ray_address)
+        from .remote_cache import headers_from_env
+
+        # A remote cache that takes uploads carries the actions' inputs and outputs between nodes.
+        remote = (options.remote_cache, headers_from_env(os.environ)) if options.remote_cache and options.remote_upload else None
+        return RayExecutor(max(1, options.jobs), ruleset.worker, workspace.root, options.ray_address, remote)
     raise UserError(f"--executor {options.executor}: unknown executor; expected one of: {', '.join(EXECUTORS)}")
 
 

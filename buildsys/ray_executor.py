@@ -1,10 +1,11 @@
 """The Ray executor: actions run in Ray actors, on any node of a cluster, with no shared file system.
 
 Each actor is a long-lived worker like a local one: it imports the rule set's runner once and
-runs one action at a time. What a step reads and writes travels through Ray's object store:
-the engine puts each input (a workspace source, an earlier action's output) once per build,
-keyed by its content digest; the actor writes it into its own scratch directory, runs the
-step there and returns the outputs and the log, which the engine writes where the request
+runs one action at a time. What a step reads and writes travels through a CAS: the remote
+cache's when the build has one that takes uploads (remote_transport.py), else Ray's object
+store. The engine sends each input (a workspace source, an earlier action's output) once per
+build, keyed by its content digest; the actor writes it into its own scratch directory, runs the
+step there and sends back the outputs and the log, which the engine writes where the request
 named them. So a node needs the rule set installed, not the workspace or the cache.
 
 Only this module imports ray, and the engine imports this module only for `--executor ray`.
@@ -23,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
+from .remote_cache import RemoteCache
+from .remote_transport import NotShared, is_handle, receive, send
 from .step_protocol import SourceFile, SourcesInput, StepReply, StepRequest
 
 # A file or directory as it travels through the object store:
@@ -90,8 +93,10 @@ class StepActor:
     """One Ray worker process (wrapped by ray.remote in RayExecutor): its own scratch directory
     holds the workspace sources it has been sent, and one directory per running action."""
 
-    def __init__(self, runner: str, engine_workspace: str):
+    def __init__(self, runner: str, engine_workspace: str, remote: tuple[str, dict] | None = None):
         os.environ.setdefault("TQDM_DISABLE", "1")
+        # With a remote cache, inputs and outputs travel through its CAS (remote_transport.py).
+        self.remote = RemoteCache(remote[0], headers=remote[1]) if remote else None
         _prune_dead_scratch()
         self.scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-"))
         # The workspace at its engine path under a root of its own, so a source outside the workspace
@@ -121,13 +126,30 @@ class StepActor:
         dest = Path(os.path.normpath(self.workspace / source.path))
         if not dest.is_relative_to(self.root):
             raise BadSource(f"source {source.path} is not a path relative to the workspace")
-        packed = ray.get(ref)
+        packed = self._fetch(ref)
         found = hashlib.sha256(packed[1]).hexdigest()
         if found != source.digest:
             raise BadSource(f"source {source.path} changed during the build (its sha256 is {found}, the plan "
                             f"has {source.digest}); build again")
         _write(dest, packed[1], packed[2])
         self.have[source.path] = source.digest
+
+    def _fetch(self, handle):
+        """An input, from the remote cache's CAS or from Ray's object store."""
+        if is_handle(handle):
+            return receive(self.remote, handle)
+        import ray
+
+        return ray.get(handle)
+
+    def _send(self, packed):
+        """An output, by the remote cache's CAS when it takes it, else by the object store (as the reply)."""
+        if self.remote is not None:
+            try:
+                return send(self.remote, packed)
+            except NotShared:
+                pass
+        return packed
 
     def run(self, wire: dict, blobs: dict) -> tuple[dict, dict, bytes]:
         """Run one request: (its reply, its outputs packed by name, its log's bytes). `blobs`
@@ -152,17 +174,17 @@ class StepActor:
                         inputs[name] = value
                     else:  # keep the file's name: a step may read its suffix (an .mlpackage)
                         local = action_dir / "inputs" / name / Path(value.path).name
-                        unpack(ray.get(blobs[value.digest]), local)
+                        unpack(self._fetch(blobs[value.digest]), local)
                         inputs[name] = value.model_copy(update={"path": str(local)})
                         local_paths[str(local)] = value.path
                 local = request.model_copy(update={"inputs": inputs, "out_dir": str(out), "log": str(log)})
                 reply = self.runner.run(local, self.workspace)
-            except BadSource as err:  # the workspace changed, not the inputs: never recorded as their failure
+            except (BadSource, NotShared) as err:  # the workspace or the remote cache, not the inputs: never recorded
                 reply = StepReply(ok=False, error=str(err), show_log=False, transient=True)
             if reply.error:  # name paths as the engine sees them
                 for mine, theirs in sorted(local_paths.items(), key=lambda kv: -len(kv[0])):
                     reply.error = reply.error.replace(mine, theirs)
-            outputs = {name: pack(out / name) for name in request.outputs if (out / name).exists()}
+            outputs = {name: self._send(pack(out / name)) for name in request.outputs if (out / name).exists()}
             return reply.to_wire(), outputs, log.read_bytes()
         finally:
             shutil.rmtree(action_dir, ignore_errors=True)
@@ -199,8 +221,13 @@ class _Actor:
 class RayExecutor:
     name = "ray"
 
-    def __init__(self, jobs: int, runner: str, workspace: Path, address: str | None = None):
+    def __init__(self, jobs: int, runner: str, workspace: Path, address: str | None = None,
+                 remote: tuple[str, dict] | None = None):
+        """remote: (URL, headers) of a remote cache that takes uploads: inputs and outputs travel
+        through its CAS, the object store carrying only what it could not take."""
         self.ray = ray = _import_ray()
+        self.remote_spec = remote
+        self.remote = RemoteCache(remote[0], headers=remote[1]) if remote else None
         self.jobs = jobs
         self.runner = runner
         self.workspace = Path(workspace)
@@ -235,7 +262,7 @@ class RayExecutor:
         return len(self.pending) + len(self.finished)
 
     def _new_actor(self) -> _Actor:
-        handle = self.actor_class.remote(self.runner, str(self.workspace.absolute()))
+        handle = self.actor_class.remote(self.runner, str(self.workspace.absolute()), self.remote_spec)
         return _Actor(handle, handle.where.remote())
 
     def warm(self, wanted: int) -> None:
@@ -245,7 +272,12 @@ class RayExecutor:
     def _blob(self, digest: str, path: Path):
         ref = self.blobs.get(digest)
         if ref is None:
-            ref = self.blobs[digest] = self.ray.put(pack(path))
+            packed = pack(path)
+            try:
+                ref = send(self.remote, packed) if self.remote is not None else None
+            except NotShared:  # down or refusing: the object store carries it
+                ref = None
+            ref = self.blobs[digest] = ref or self.ray.put(packed)
         return ref
 
     def submit(self, request: StepRequest) -> None:
@@ -293,10 +325,10 @@ class RayExecutor:
         self.idle.append(actor)
         try:
             for name, packed in outputs.items():
-                unpack(packed, Path(request.out_dir) / name)
+                unpack(receive(self.remote, packed) if is_handle(packed) else packed, Path(request.out_dir) / name)
             with open(request.log, "ab") as f:
                 f.write(log)
-        except OSError as err:
+        except (OSError, NotShared) as err:
             return StepReply(ok=False, error=f"cannot write the outputs of {request.action}: {err}", transient=True)
         return StepReply.model_validate(wire)
 
@@ -328,6 +360,8 @@ class RayExecutor:
             for actor in [*self.idle, *(a for a, _ in self.pending.values())]:
                 ray.kill(actor.handle)
             self.idle, self.pending, self.blobs = [], {}, {}
+            if self.remote is not None:
+                self.remote.close()
             ray.shutdown()  # disconnects; stops the Ray instance only if this executor started it
 
 
