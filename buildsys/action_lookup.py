@@ -100,7 +100,9 @@ class ActionLookup:
             self.remote.reject(key, "a record that is not an action result")
             return None
         if not all(self._fetch_output(o) for o in result.outputs.values()):
-            return None  # a blob missing or rejected: the action runs (and uploads it again)
+            self.remote.stats.hits -= 1  # a record without its blobs is a miss: the action runs
+            self.remote.stats.misses += 1
+            return None
         if result.log and not self.cas.has(result.log):
             self.remote.fetch_blob(result.log, self.cas)  # the log is nice to have, not needed
         self.cache.put(key, result)

@@ -80,6 +80,7 @@ class RemoteCache:
         self.stats = RemoteStats()
         self.warnings: list[str] = []
         self._warned: set[str] = set()
+        self._bad: set[str] = set()  # blobs the server gave wrong bytes for: overwritten when uploaded
         self._key = RecordKey.load(key) if key is not None else None
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=connect_timeout))
 
@@ -168,20 +169,22 @@ class RemoteCache:
             self._fail(err)
             return False
         if not stored:
+            self._bad.add(digest)
             self._reject("blob", f"a blob whose bytes do not hash to its name cas/{digest[:12]}...")
         return stored
 
     def put_blob(self, digest: str, cas: CAS) -> None:
         if not (self.upload and self.enabled):
             return
-        try:
-            response = self._client.head(self._url("cas", digest))
-        except httpx.HTTPError as err:
-            self._fail(err)
-            return
-        if response.status_code != 404:
-            self._answered(response, "HEAD cas/")  # 200: there already
-            return
+        if digest not in self._bad:  # a bad copy there is replaced, not skipped
+            try:
+                response = self._client.head(self._url("cas", digest))
+            except httpx.HTTPError as err:
+                self._fail(err)
+                return
+            if response.status_code != 404:
+                self._answered(response, "HEAD cas/")  # 200: there already
+                return
         if not cas.verify(digest):
             return  # gone or corrupt here: nothing worth sharing
         try:

@@ -77,11 +77,12 @@ def test_a_tampered_blob_on_the_server_is_rejected_and_rebuilt(machine_a, tmp_pa
     blob.write_bytes(program[:-64] + b"\0" * 64)  # same size, other bytes
     try:
         c = fresh_copy(tmp_path / "c")
-        proc, events = build(c, *TARGETS, extra=("-j", "1", "--remote-cache", server.url, "--no-remote-upload"))
+        proc, events = build(c, *TARGETS, extra=("-j", "1", "--remote-cache", server.url))
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert {step for step, _ in by_status(events, "ran")} == {"export"}  # verify's record still hits
         assert out_files(c) == out_files(a)  # never the tampered bytes
         assert "1 rejected" in proc.stdout and "rejected" in proc.stdout.split("WARNING:", 1)[1]
+        assert blob.read_bytes() == program  # the good copy it made replaced the bad one on the server
     finally:
         blob.write_bytes(program)
 
