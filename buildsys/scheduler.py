@@ -1,4 +1,4 @@
-"""Run the action graph: cache lookups first, misses in worker processes.
+"""Run the action graph: cache lookups first (action_lookup), misses on an executor (local workers, Ray).
 
 Keys are computed when an action becomes ready, from the content digests of its inputs, so an
 action whose inputs came out unchanged is a cache hit even after its producer re-ran.
