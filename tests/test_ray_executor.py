@@ -1,6 +1,7 @@
 """The Ray executor against a real two-node Ray cluster on this machine (tests/ray_cluster.py): a
 head with no CPUs and a worker node, so every action runs on the worker node, in a worker that
-sees neither the test's workspace nor its output directories (all of it travels by content)."""
+sees neither the test's workspace nor its output directories (all of it travels by content).
+Real steps on the cluster: tests/test_ray_build.py builds the example workspace there."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ import pytest
 
 from buildsys.digests import digest_file
 from buildsys.errors import UserError
-from buildsys.local_executor import LocalExecutor
 from buildsys.ray_executor import RayExecutor
 from buildsys.step_protocol import StepReply
 from helpers import step_request
@@ -74,37 +74,6 @@ def run_all(executor, requests, timeout: float = 240) -> dict[str, StepReply]:
         for action, reply in executor.wait(5):
             replies[action] = reply
     return replies
-
-
-def export_then_lower(executor, ws: Path, out: Path) -> tuple[StepReply, StepReply]:
-    export = request(out / "export", step="export", module="rules.export", outputs=["program.pt2"],
-                     config={"entry": "raytiny:Tiny", "inputs": {"x": {"shape": [2, 8]}}},
-                     inputs={"sources": sources(ws, "raytiny.py")})
-    exported = run_all(executor, [export])["export"]
-    assert exported.ok, exported.error
-    lower = request(out / "partition", step="partition", module="rules.partition", outputs=["program.pte"],
-                    config={"backends": []}, inputs={"program": {"path": str(out / "export" / "program.pt2")}})
-    return exported, run_all(executor, [lower])["partition"]
-
-
-def test_real_steps_on_the_worker_node_match_a_local_worker(cluster, workspace, tmp_path):
-    ray = RayExecutor(1, "rules.worker", workspace, cluster)
-    try:
-        ray.warm(1)  # its toolchain import overlaps the local worker's
-        local = LocalExecutor(1, "rules.worker", workspace, tmp_path / "local-logs")
-        try:
-            local_replies = export_then_lower(local, workspace, tmp_path / "local")
-        finally:
-            local.shutdown()
-        ray_replies = export_then_lower(ray, workspace, tmp_path / "ray")
-    finally:
-        ray.shutdown()
-    for here, there in zip(local_replies, ray_replies):
-        assert there.ok, there.error
-        assert there.metrics == here.metrics
-    for output in ("export/program.pt2", "partition/program.pte"):
-        assert (tmp_path / "ray" / output).read_bytes() == (tmp_path / "local" / output).read_bytes(), output
-    assert (tmp_path / "ray" / "partition" / "log").exists()
 
 
 def worker_node(ray) -> str:
