@@ -17,6 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+from clones import clones, head  # noqa: E402  (bench/ is the script's own directory)
 from ray_cluster import ray_cluster  # noqa: E402
 
 
@@ -34,15 +35,10 @@ def build(tree: Path, *flags: str) -> tuple[float, int]:
 
 
 def main() -> None:
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = head()
     print(f"commit {commit}")
     with tempfile.TemporaryDirectory(prefix="modelbuild-ray-") as tmp:
-        trees = []
-        for name in ("local", "ray"):
-            tree = Path(tmp) / name
-            subprocess.run(["git", "clone", "-q", str(REPO), str(tree)], check=True)
-            subprocess.run(["git", "-C", str(tree), "checkout", "-q", commit], check=True)
-            trees.append(tree)
+        trees = clones(Path(tmp), ("local", "ray"), commit)
         local, n = build(trees[0])
         started = time.monotonic()
         with ray_cluster() as address:

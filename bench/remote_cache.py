@@ -17,6 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
+from clones import clones, head  # noqa: E402  (bench/ is the script's own directory)
 from dav_server import DavServer  # noqa: E402
 
 
@@ -32,15 +33,10 @@ def build(tree: Path, *flags: str) -> tuple[float, str]:
 
 
 def main() -> None:
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = head()
     print(f"commit {commit}")
     with tempfile.TemporaryDirectory(prefix="modelbuild-remote-") as tmp, DavServer(Path(tmp) / "server") as server:
-        trees = []
-        for name in ("a", "b"):
-            tree = Path(tmp) / name
-            subprocess.run(["git", "clone", "-q", str(REPO), str(tree)], check=True)
-            subprocess.run(["git", "-C", str(tree), "checkout", "-q", commit], check=True)
-            trees.append(tree)
+        trees = clones(Path(tmp), ("a", "b"), commit)
         cold, out_a = build(trees[0], "--remote-cache", server.url)
         warm, out_b = build(trees[1], "--remote-cache", server.url, "--no-remote-upload")
         line = lambda out: next(l for l in out.splitlines() if l.startswith("remote cache"))  # noqa: E731
