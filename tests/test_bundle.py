@@ -35,7 +35,7 @@ CASES = {"example": [4, 16], "min (batch=1)": [1, 16], "max (batch=8)": [8, 16]}
 def ws(tmp_path_factory) -> Path:
     ws = tmp_path_factory.mktemp("bundle")
     shutil.copytree(WORKSPACE, ws, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__", "cache", "out"))
-    proc, _ = build(ws, extra=("-j", "1"))
+    proc, _ = build(ws, extra=("-j", "2"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     yield ws
     for name in [m for m in sys.modules if m.split(".")[0] == "bundle_models"]:

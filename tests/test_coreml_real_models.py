@@ -25,7 +25,7 @@ PACKAGES = ["resnet_mlpackage", "resnet_int8", "mobilenet_mlpackage", "gpt2_mlpa
 def built(tmp_path_factory):
     ws = tmp_path_factory.mktemp("coreml") / "ws"
     shutil.copytree(WORKSPACE, ws, ignore=shutil.ignore_patterns("__pycache__", "cache", "out"))
-    proc, events = build(ws, "//...", extra=("-j", "1", "--keep-going"))
+    proc, events = build(ws, "//...", extra=("-j", "2", "--keep-going"))
     return ws, proc, events
 
 

@@ -23,7 +23,7 @@ WTE_BYTES, WPE_BYTES = 128 * 32 * 4, 32 * 32 * 4
 def built(tmp_path_factory):
     ws = tmp_path_factory.mktemp("coverage")
     shutil.copytree(WORKSPACE, ws, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    proc, events = build(ws, extra=("-j", "1"))
+    proc, events = build(ws, extra=("-j", "2"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     cache = ActionCache(ws / "cache")
     results = {(e["step"], label): cache.get(e["action_key"]) for e in events
