@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import sqlite3
-import sys
 import time
 from pathlib import Path
 

@@ -90,7 +90,6 @@ class Scheduler:
     ):
         self.planner = planner
         self.lookup = lookup
-        self.cache = lookup.cache
         self.cas = lookup.cas
         self.executor = executor
         self.tmp_root = cache_dir / "tmp"
@@ -320,7 +319,7 @@ class Scheduler:
             log_digest = self.cas.put_file(log_path) if log_path.is_file() else None
             if not reply.ok:
                 if not reply.transient:  # a worker that died says nothing about the inputs
-                    self.cache.put_failure(self._keys[aid], FailureRecord(
+                    self.lookup.cache.put_failure(self._keys[aid], FailureRecord(
                         step=action.step, error=reply.error or "failed", log=log_digest, show_log=reply.show_log,
                         seconds=seconds,
                     ))
@@ -340,7 +339,7 @@ class Scheduler:
                     outputs[name] = OutputRecord(digest=self.cas.put_file(path), size=path.stat().st_size)
                 else:
                     error = f"the {action.step} step finished without writing its output '{name}'"
-                    self.cache.put_failure(self._keys[aid], FailureRecord(step=action.step, error=error, log=log_digest,
+                    self.lookup.cache.put_failure(self._keys[aid], FailureRecord(step=action.step, error=error, log=log_digest,
                                                                           seconds=seconds))
                     self._finish(Outcome(action, FAILED, self._keys[aid], seconds, error=error, log=log_text))
                     return False
