@@ -3,7 +3,9 @@
 copies of the workspace with empty local caches."""
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -117,8 +119,14 @@ def test_the_server_stopping_mid_build_leaves_a_warning_and_a_good_build(tmp_pat
                                 cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 300
         while not read_events(events_path) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.1)  # the first action (export) has finished and been uploaded; verify is next
-        server.stop()
+            time.sleep(0.01)  # the first action (export) has finished and been uploaded; verify is next
+        # Freeze the engine while the server goes: verify (in its worker) can finish, but its upload
+        # cannot slip in before the server is gone, however fast verify is on a busy machine.
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            server.stop()
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
         output, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, output
     assert len(by_status(read_events(events_path), "ran")) == 2
