@@ -50,9 +50,60 @@ def load_program(path):
     if expected is not None and hashlib.sha256(data).hexdigest() != expected:
         raise StepError(f"refusing to load {path}: its sha256 is {hashlib.sha256(data).hexdigest()}, but the action "
                         f"cache names {expected} (the file changed after the engine verified it); build again")
+    import_pytree_types(data)
     ep = torch.export.load(io.BytesIO(data))
     drop_unused_outputs(ep)
     return ep
+
+
+def import_pytree_types(data: bytes) -> list[str]:
+    """Import the modules of the pytree types a saved program's specs name but torch does not know yet;
+    the modules imported.
+
+    A program's input and output specs name their container types (a transformers ModelOutput, say),
+    and torch can read them back only once that type is registered with pytree, which happens when
+    its module is imported. The worker that exported the program had imported it; a worker that did
+    not (another one at -j 2, or any worker after an export cache hit) would fail to load the program.
+    """
+    import importlib
+    import io
+    import json
+    import zipfile
+
+    from torch.utils import _pytree as pytree
+
+    def spec_types(node, found: set[str]) -> None:
+        if isinstance(node, dict):
+            if isinstance(node.get("type"), str) and "children_spec" in node:
+                found.add(node["type"])
+            for value in node.values():
+                spec_types(value, found)
+        elif isinstance(node, list):
+            for value in node:
+                spec_types(value, found)
+        elif isinstance(node, str) and node.startswith("[") and '"children_spec"' in node:
+            try:  # a treespec is saved as a JSON string inside the program's JSON
+                spec_types(json.loads(node), found)
+            except ValueError:
+                pass
+
+    found: set[str] = set()
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        for name in archive.namelist():
+            if "/models/" in name and name.endswith(".json"):
+                spec_types(json.loads(archive.read(name)), found)
+    imported = []
+    for type_name in sorted(found - set(pytree.SERIALIZED_TYPE_TO_PYTHON_TYPE)):
+        module = type_name
+        while "." in module:  # a.b.Outer.Inner: the longest prefix that imports
+            module = module.rsplit(".", 1)[0]
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                continue
+            imported.append(module)
+            break
+    return imported
 
 
 def save_program(ep, path) -> None:

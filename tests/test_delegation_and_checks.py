@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import action_results, build, run_cli
+from helpers import REPO, action_results, build, run_cli
 
 WORKSPACE = Path(__file__).parent / "workspaces" / "checks"
 
@@ -19,7 +21,7 @@ WORKSPACE = Path(__file__).parent / "workspaces" / "checks"
 def checks(tmp_path_factory):
     ws = tmp_path_factory.mktemp("checks")
     shutil.copytree(WORKSPACE, ws, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
-    proc, events = build(ws, extra=("--keep-going", "-j", "1"))
+    proc, events = build(ws, extra=("--keep-going", "-j", "2"))
     results = action_results(ws, events)
     failed = {(e["step"], e["label"]): e.get("error", "") for e in events if e["status"] == "failed"}
     return ws, proc, results, failed
@@ -188,3 +190,17 @@ def test_bad_verify_cases_are_rejected(tmp_path: Path, case: str):
     assert "Traceback" not in proc.stderr
     assert re.search(r"BUILD\.models:2\b", proc.stderr), proc.stderr
     assert re.search(message, " ".join(proc.stderr.split())), proc.stderr
+
+
+def test_a_program_loads_in_a_process_that_never_built_its_model(checks):
+    """BERT's outputs are a transformers ModelOutput, which torch reads back only once transformers
+    registered it with pytree. A worker that did not export the program (the other worker at -j 2,
+    or any worker after an export cache hit) must load it all the same."""
+    ws, _, results, _ = checks
+    (program,) = results[("export", "//:bert_xnnpack")].outputs.values()
+    blob = ws / "cache" / "cas" / program.digest[:2] / program.digest[2:]
+    code = ("import sys; from rules.programs import load_program\n"
+            "assert 'transformers' not in sys.modules\n"
+            "load_program(sys.argv[1]); print('loaded')")
+    proc = subprocess.run([sys.executable, "-c", code, str(blob)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "loaded", proc.stderr[-3000:]
