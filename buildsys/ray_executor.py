@@ -365,7 +365,16 @@ class RayExecutor:
             ray.shutdown()  # disconnects; stops the Ray instance only if this executor started it
 
 
+# The lines of Ray's ActorDiedError that describe the actor rather than what happened to it.
+_RAY_ACTOR_FIELDS = ("class_name:", "actor_id:", "pid:", "name:", "namespace:", "ip:", "The actor died unexpectedly",
+                     "The actor experienced an error", "The actor never ran")
+
+
 def _why(err: Exception) -> str:
-    """The line of Ray's message that says why, without its paragraph of common causes."""
+    """What Ray says happened, without its paragraph of common causes or the actor's ids."""
     lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    return (lines[-1] if lines else type(err).__name__).split(" Some common causes")[0]
+    said = " ".join(line for line in lines if not line.startswith(_RAY_ACTOR_FIELDS)) or type(err).__name__
+    why = said.split(" Some common causes")[0]
+    if any(line.startswith("The actor never ran") for line in lines):
+        why += " (the actor never started)"
+    return why
