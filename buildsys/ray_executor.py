@@ -232,6 +232,8 @@ class RayExecutor:
         self.runner = runner
         self.workspace = Path(workspace)
         self.address = address or os.environ.get("RAY_ADDRESS") or None
+        # Said before ray.init, which turns it on in this process for a local instance of its own.
+        self.token_auth = self.address is not None and os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
         quiet = dict(logging_level=logging.ERROR, log_to_driver=False)  # workers' import noise stays off the console
         if self.address is None:  # a Ray instance of our own, for this build only ("local": never join another)
             try:
@@ -321,7 +323,11 @@ class RayExecutor:
             self._discard(actor)
             if getattr(err, "actor_init_failed", False):
                 return StepReply.died(f"ray actor could not start (runner {self.runner}): {_why(err)}")
-            return StepReply.died(f"ray actor on {self._node(actor)} died: {_why(err)}")
+            why = _why(err)
+            if self.token_auth and why.endswith("(the actor never started)"):
+                why += (". This engine runs with RAY_AUTH_MODE=token, and a cluster started without token authentication "
+                        "cannot call back to it: unset RAY_AUTH_MODE here, or start the cluster's nodes with it")
+            return StepReply.died(f"ray actor on {self._node(actor)} died: {why}")
         self.idle.append(actor)
         try:
             for name, packed in outputs.items():

@@ -8,6 +8,8 @@ import json
 import os
 import socket
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -157,6 +159,30 @@ def test_a_killed_actor_fails_only_its_action(cluster, workspace, tmp_path):
     assert after.ok and after.metrics["pid"] != before.metrics["pid"], "a new actor runs the next action"
 
 
+TOKEN_DRIVER = """
+import sys
+from pathlib import Path
+sys.path.insert(0, sys.argv[3])
+from buildsys.ray_executor import RayExecutor
+from test_ray_executor import request, run_all
+ray = RayExecutor(1, "ray_fake_runner", Path(sys.argv[2]), sys.argv[1])
+try:
+    print(run_all(ray, [request(Path(sys.argv[2]) / "token", step="copy", action="t")], timeout=60)["t"].error)
+finally:
+    ray.shutdown()
+"""
+
+
+def test_a_token_auth_engine_on_a_cluster_without_auth_is_told_why(cluster, workspace):
+    """An engine whose environment says RAY_AUTH_MODE=token connects to a cluster without auth, but its
+    actors die before they start ("all references removed"): the error says what to change."""
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": str(TESTS)}
+    proc = subprocess.run([sys.executable, "-c", TOKEN_DRIVER, cluster, str(workspace), str(TESTS)], env=env,
+                          cwd=TESTS.parent, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "never started" in proc.stdout and "RAY_AUTH_MODE=token" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+
+
 def sleeps(out: Path, n: int, seconds: float) -> list:
     return [request(out / str(i), step="sleep", action=f"sleep{i}", config={"seconds": seconds}) for i in range(n)]
 
@@ -195,9 +221,21 @@ def test_an_unreachable_cluster_is_a_user_error(workspace):
     assert time.monotonic() - started < 10
 
 
-def test_without_an_address_a_local_ray_instance_runs_and_stops(workspace, tmp_path, monkeypatch):
+@pytest.fixture
+def own_environ():
+    """os.environ as it was, after the test. A local ray.init() sets RAY_AUTH_MODE=token (and more) in
+    this process, which monkeypatch does not undo for a variable that was unset; every later build
+    started from this process would inherit it, and a driver in token mode cannot take replies from
+    a cluster without auth (its actors die "never started")."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def test_without_an_address_a_local_ray_instance_runs_and_stops(workspace, tmp_path, monkeypatch, own_environ):
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)  # ray.init() sets it to "token" in this process: undone after
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.setenv("PYTHONPATH", str(TESTS))  # the local instance's workers inherit it
     children = _children()
     ray = RayExecutor(1, FAKE, workspace, None)
