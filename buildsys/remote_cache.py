@@ -264,7 +264,10 @@ class RemoteCache:
         return False
 
     def _fail(self, err: httpx.HTTPError) -> None:
-        if isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout)):
+        if "CERTIFICATE_VERIFY_FAILED" in str(err):
+            what = ("not trusted: its TLS certificate does not verify against certifi's roots; for a private CA, "
+                    "set $SSL_CERT_FILE to a PEM bundle that holds it")
+        elif isinstance(err, (httpx.ConnectError, httpx.ConnectTimeout)):
             what = "unreachable"
         elif isinstance(err, httpx.TimeoutException):
             what = "no answer in time"

@@ -2,8 +2,9 @@
 directory in Bazel's HTTP cache layout (ac/ and cas/ made up front: a WebDAV PUT needs its parent
 collection, where nginx would use create_full_put_path).
 
-It can require a bearer token, refuse writes (readonly: PUT answers 403), and it answers 503 to
-everything while `<root>/../unavailable` exists. The subprocess dies with the process that
+It can require a bearer token, refuse writes (readonly: PUT answers 403), serve https with a
+self-signed certificate for 127.0.0.1 (tls: `server.ca` is the file a client must trust), and it
+answers 503 to everything while `<root>/../unavailable` exists. The subprocess dies with the process that
 started it (PR_SET_PDEATHSIG).
 
     with DavServer(tmp_path) as server:
@@ -21,7 +22,7 @@ from pathlib import Path
 
 
 class DavServer:
-    def __init__(self, base: Path, token: str | None = None, readonly: bool = False):
+    def __init__(self, base: Path, token: str | None = None, readonly: bool = False, tls: bool = False):
         self.root = base / "dav"
         for sub in ("ac", "cas"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
@@ -29,11 +30,15 @@ class DavServer:
         with socket.socket() as s:  # a free port, kept across restarts
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.ca: Path | None = None
+        if tls:
+            self.ca, self._key = _self_signed(base)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
         self._proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        env = dict(os.environ, DAV_TOKEN=self.token or "", DAV_READONLY="1" if self.readonly else "")
+        env = dict(os.environ, DAV_TOKEN=self.token or "", DAV_READONLY="1" if self.readonly else "",
+                   DAV_CERT=str(self.ca or ""), DAV_KEY=str(self._key) if self.ca else "")
         self.log = self.root.parent / "dav.log"  # a file, not a pipe nobody reads: the server never blocks on it
         with open(self.log, "ab") as log:
             self._proc = subprocess.Popen([sys.executable, __file__, str(self.root), str(self.port)], env=env,
@@ -78,7 +83,33 @@ class DavServer:
         self.stop()
 
 
-def _serve(root: Path, port: int, token: str, readonly: bool) -> None:
+def _self_signed(base: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that is its own CA, and its key, written under base."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "modelbuild test cache")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = base / "cache-cert.pem", base / "cache-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+def _serve(root: Path, port: int, token: str, readonly: bool, cert: str, key: str) -> None:
     import ctypes
     import logging
 
@@ -108,8 +139,14 @@ def _serve(root: Path, port: int, token: str, readonly: bool) -> None:
             return [b""]
         return dav(environ, start_response)
 
-    wsgi.Server(("127.0.0.1", port), app).safe_start()
+    server = wsgi.Server(("127.0.0.1", port), app)
+    if cert:
+        from cheroot.ssl.builtin import BuiltinSSLAdapter
+
+        server.ssl_adapter = BuiltinSSLAdapter(cert, key)
+    server.safe_start()
 
 
 if __name__ == "__main__":
-    _serve(Path(sys.argv[1]), int(sys.argv[2]), os.environ["DAV_TOKEN"], bool(os.environ["DAV_READONLY"]))
+    _serve(Path(sys.argv[1]), int(sys.argv[2]), os.environ["DAV_TOKEN"], bool(os.environ["DAV_READONLY"]),
+           os.environ["DAV_CERT"], os.environ["DAV_KEY"])

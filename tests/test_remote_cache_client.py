@@ -259,3 +259,23 @@ def test_headers_from_env():
 def test_a_url_that_is_not_http_is_a_user_error():
     with pytest.raises(UserError, match=r"^ftp://\*\*\*@host/: not an http\(s\) URL"):
         RemoteCache("ftp://me:pw@host/")
+
+
+def test_https_with_a_private_ca(tmp_path, cas, monkeypatch):
+    """A cache behind TLS: trusted through $SSL_CERT_FILE it works as over http; untrusted, it is one
+    warning that says what to set, and nothing is read from it."""
+    with DavServer(tmp_path / "tls", tls=True) as server:
+        assert server.url.startswith("https://")
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+        with RemoteCache(server.url) as untrusted:
+            assert untrusted.get_record(key(40)) is None and not untrusted.enabled
+            (warning,) = untrusted.warnings
+            assert "not trusted" in warning and "$SSL_CERT_FILE" in warning, warning
+        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca))
+        digest = cas.put_bytes(b"over tls " * 100)
+        with RemoteCache(server.url) as remote:
+            remote.put_blob(digest, cas)
+            remote.put_record(key(40), RECORD)
+            assert remote.get_record(key(40)) == RECORD and remote.warnings == []
+        assert (server.root / "cas" / digest).read_bytes() == b"over tls " * 100
