@@ -1,5 +1,5 @@
 """The remote cache end to end: real builds through the CLI against a real WebDAV server (WsgiDAV on
-127.0.0.1) speaking Bazel's HTTP cache layout. Machine A builds and uploads; other machines are fresh
+127.0.0.1, and nginx as Bazel's docs configure it) speaking Bazel's HTTP cache layout. Machine A builds and uploads; other machines are fresh
 copies of the workspace with empty local caches."""
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 from dav_server import DavServer
 from helpers import REPO, build, by_status, keypair, read_events
+from nginx_server import NGINX, NginxDav
 
 TARGETS = ("//:mlp_pt2",)  # export and verify: two actions, a .pt2 program blob, a report blob
 SOURCE = REPO / "tests" / "workspaces" / "release"
@@ -133,3 +134,19 @@ def test_the_server_stopping_mid_build_leaves_a_warning_and_a_good_build(tmp_pat
     warnings = [line for line in output.splitlines() if "WARNING:" in line and "remote cache" in line]
     assert len(warnings) == 1 and "building without it from here on" in warnings[0], output
     assert (ws / "out" / "mlp_pt2.pt2").is_file()
+
+
+@pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/run installs nginx-core where it can)")
+def test_nginx_as_bazel_configures_it_serves_the_cache_unchanged(tmp_path):
+    with NginxDav(tmp_path / "nginx") as server:
+        a = fresh_copy(tmp_path / "a")
+        proc, events = build(a, *TARGETS, extra=("-j", "1", "--remote-cache", server.url))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert len(by_status(events, "ran")) == 2 and "uploaded (2 results)" in proc.stdout, proc.stdout
+        assert len(list((server.root / "ac").iterdir())) == 2
+        b = fresh_copy(tmp_path / "b")
+        proc, events = build(b, *TARGETS, extra=("-j", "1", "--remote-cache", server.url, "--no-remote-upload"))
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert by_status(events, "ran") == set() and "2 hits" in proc.stdout, proc.stdout
+        assert out_files(b) == out_files(a)
+        assert "WARNING" not in proc.stdout + proc.stderr
