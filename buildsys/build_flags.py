@@ -17,7 +17,8 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     b.add_argument("--executor", choices=["local", "ray"], default="local",
                    help="where actions run: worker processes here (default), or a Ray cluster")
     b.add_argument("--ray-address", metavar="ADDR",
-                   help="the Ray cluster for --executor ray (default: $RAY_ADDRESS, else a local Ray started for the build)")
+                   help="the Ray cluster for --executor ray: host:port of its head, or ray://host:port of its Ray Client "
+                        "server (default: $RAY_ADDRESS, else a local Ray started for the build)")
     b.add_argument("--remote-cache", metavar="URL",
                    help=f"a shared cache speaking Bazel's HTTP protocol (default: ${REMOTE_ENV}); credentials "
                         "come from $MODELBUILD_REMOTE_CACHE_HEADER")

@@ -63,15 +63,17 @@ class _Node:
 
 
 @contextmanager
-def ray_cluster(worker_cpus: int = 2, worker_env: dict[str, str] | None = None):
-    """Yield the head's address ("127.0.0.1:PORT"); the cluster is stopped on exit."""
+def ray_cluster(worker_cpus: int = 2, worker_env: dict[str, str] | None = None, client_port: int | None = None):
+    """Yield the head's address ("127.0.0.1:PORT"); the cluster is stopped on exit. With client_port,
+    the head also serves Ray Client (ray://127.0.0.1:client_port) there."""
     # Short: Ray's socket paths live under the temp dir and must fit in 107 bytes.
     root = Path(tempfile.mkdtemp(prefix="rc-", dir="/tmp"))
     address = f"127.0.0.1:{_free_port()}"
     nodes: list[_Node] = []
     try:
+        client = [f"--ray-client-server-port={client_port}"] if client_port else []
         nodes.append(_Node(root / "head", ["--head", f"--port={address.split(':')[1]}", "--num-cpus=0",
-                                           "--include-dashboard=false"], {}))
+                                           "--include-dashboard=false", *client], {}))
         nodes[-1].wait_started()
         nodes.append(_Node(root / "worker", [f"--address={address}", f"--num-cpus={worker_cpus}"], worker_env or {}))
         nodes[-1].wait_started()

@@ -41,9 +41,19 @@ class Tiny(nn.Module):
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    with ray_cluster(worker_cpus=2, worker_env={"PYTHONPATH": str(TESTS)}) as address:
-        yield address
+def addresses():
+    """The cluster's two kinds of address: its GCS ("127.0.0.1:PORT", a driver on a node of the
+    cluster) and its Ray Client server ("ray://127.0.0.1:PORT", a driver anywhere)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        client_port = s.getsockname()[1]
+    with ray_cluster(worker_cpus=2, worker_env={"PYTHONPATH": str(TESTS)}, client_port=client_port) as address:
+        yield {"gcs": address, "client": f"ray://127.0.0.1:{client_port}"}
+
+
+@pytest.fixture(scope="module")
+def cluster(addresses):
+    return addresses["gcs"]
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +93,9 @@ def worker_node(ray) -> str:
     return node
 
 
-def test_inputs_and_outputs_travel_by_content(cluster, workspace, tmp_path):
+@pytest.mark.parametrize("via", ["gcs", "client"])
+def test_inputs_and_outputs_travel_by_content(addresses, via, workspace, tmp_path):
+    cluster = addresses[via]
     blob = tmp_path / "in" / "tool.sh"
     tree = tmp_path / "in" / "model.mlpackage"
     (tree / "Data" / "weights").mkdir(parents=True)
