@@ -6,6 +6,7 @@ and the toolchain: an input that came out unchanged keeps the key, however it wa
 """
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -36,6 +37,10 @@ class ActionLookup:
         self.cas = cas
         self.remote = remote  # a remote_cache.RemoteCache, read after the local cache misses
         self._remote_missed: set[str] = set()  # keys asked for once this build: a second ask is the same answer
+        # Uploads run on one thread of their own, in the order results were stored, so a large blob
+        # going up never holds back the next action; the build waits for them at its end.
+        self._uploader: ThreadPoolExecutor | None = None
+        self._uploads: list[Future] = []
 
     # Keys -------------------------------------------------------------------------------------
     @staticmethod
@@ -125,29 +130,35 @@ class ActionLookup:
         upload it: blobs first, the record last, so a reader never finds a record without its blobs."""
         self.cache.put(key, result)
         self.cache.put_note(self._note_name(action), self.material(action, result_of, by_file=True))
-        if self.remote is None:
+        if self.remote is None or not self.remote.upload:
             return
-        for record in result.outputs.values():
-            blobs = [record.digest]
-            if record.is_tree:
-                blobs += [blob for _, blob, _ in self.cas.tree_entries(record.digest)[0]]
-            for blob in blobs:
-                self.remote.put_blob(blob, self.cas)
-        if result.log:
-            self.remote.put_blob(result.log, self.cas)
-        self.remote.put_record(key, result.model_dump(mode="json"))
+        if self._uploader is None:
+            self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="remote-upload")
+        self._uploads = [f for f in self._uploads if not f.done()]
+        self._uploads.append(self._uploader.submit(self._upload, key, result))
 
+    def uploads_pending(self) -> int:
+        return sum(not f.done() for f in self._uploads)
 
-def resolve_cached(planner: Planner, lookup: ActionLookup, action_ids: list[str]) -> dict[str, Found]:
-    """Resolve actions from the cache alone, running nothing: what a build would reuse right now
-    (for `show`). An action whose inputs are not all cached stays unresolved."""
-    found: dict[str, Found] = {}
+    def finish_uploads(self, cancel: bool = False) -> None:
+        """Wait for every upload (or, with cancel, for none: the queued ones are dropped, and the one
+        under way fails once the remote cache's client is closed)."""
+        if self._uploader is not None:
+            self._uploader.shutdown(wait=not cancel, cancel_futures=cancel)
+            self._uploader = None
+            self._uploads = []
 
-    def result_of(aid: str) -> ActionResult:
-        return found[aid].result
-
-    for aid in action_ids:  # dependency order
-        preds = list(planner.graph.predecessors(aid))
-        if all(p in found and found[p].result is not None for p in preds):
-            found[aid] = lookup.find(lookup.key(planner.actions[aid], result_of))
-    return found
+    def _upload(self, key: str, result: ActionResult) -> None:
+        """Blobs first, the record last, so a reader never finds a record without its blobs."""
+        try:
+            for record in result.outputs.values():
+                blobs = [record.digest]
+                if record.is_tree:
+                    blobs += [blob for _, blob, _ in self.cas.tree_entries(record.digest)[0]]
+                for blob in blobs:
+                    self.remote.put_blob(blob, self.cas)
+            if result.log:
+                self.remote.put_blob(result.log, self.cas)
+            self.remote.put_record(key, result.model_dump(mode="json"))
+        except Exception as err:  # the remote cache only saves time: nothing of it fails the build
+            self.remote.stop_uploads(f"uploading {key[:16]} failed ({err!r})")

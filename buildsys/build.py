@@ -186,7 +186,11 @@ def build(
         summary.executor = options.executor
         try:
             summary.state = scheduler.run(planner.actions_for(labels))
+            if lookup.uploads_pending():
+                on_progress("note", f"uploading to the remote cache ({lookup.uploads_pending()} results to go)")
+            lookup.finish_uploads()
         finally:
+            lookup.finish_uploads(cancel=True)  # interrupted: what is queued stays here
             if remote is not None:
                 remote.close()
         summary.removed = out.remove_stale({l: p.ext for l, p in planner.planned.items() if p.artifact},

@@ -39,6 +39,9 @@ class BuildConsole:
         if kind == "waiting":  # for another build of this workspace; before any progress
             self.console.print(f"[yellow]{escape(item)}[/]", soft_wrap=True)
             return
+        if kind == "note":  # what the build does between its actions and its summary
+            self.console.print(escape(item), style="dim", soft_wrap=True)
+            return
         if self._overall is None:  # started on the first action: a load error prints alone
             self.progress.start()
             self._overall = self.progress.add_task("building", total=None)

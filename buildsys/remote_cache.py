@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping
@@ -82,6 +83,7 @@ class RemoteCache:
         self._warned: set[str] = set()
         self._bad: set[str] = set()  # blobs the server gave wrong bytes for: overwritten when uploaded
         self._key = RecordKey.load(key) if key is not None else None
+        self._lock = threading.Lock()
         self._client = httpx.Client(headers=headers, timeout=httpx.Timeout(timeout, connect=connect_timeout))
 
     def close(self) -> None:
@@ -251,9 +253,7 @@ class RemoteCache:
         if response.status_code >= 500:
             self._disable(f"answered {_status(response)} to PUT {kind}/")
         else:  # refused (read-only server, no write permission): downloads may still work
-            self.upload = False
-            self._warn(f"refused an upload ({_status(response)} to PUT {kind}/){_credentials(response)}; "
-                       "uploading nothing more, downloads continue")
+            self.stop_uploads(f"refused an upload ({_status(response)} to PUT {kind}/){_credentials(response)}")
         return False
 
     def _answered(self, response: httpx.Response, request: str) -> bool:
@@ -276,8 +276,18 @@ class RemoteCache:
         self._disable(f"{what} ({type(err).__name__}: {self._scrub(str(err)) or 'no detail'})")
 
     def _disable(self, why: str) -> None:
-        self.enabled = False
+        with self._lock:  # uploads run on a thread of their own: one warning, whichever side fails first
+            if not self.enabled:
+                return
+            self.enabled = False
         self._warn(f"{why}; building without it from here on")
+
+    def stop_uploads(self, why: str) -> None:
+        with self._lock:
+            if not (self.upload and self.enabled):
+                return
+            self.upload = False
+        self._warn(f"{why}; uploading nothing more, downloads continue")
 
     def reject(self, key: str, why: str) -> None:
         """The caller refuses a record this client accepted (it is not a valid result)."""

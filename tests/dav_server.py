@@ -3,8 +3,9 @@ directory in Bazel's HTTP cache layout (ac/ and cas/ made up front: a WebDAV PUT
 collection, where nginx would use create_full_put_path).
 
 It can require a bearer token, refuse writes (readonly: PUT answers 403), serve https with a
-self-signed certificate for 127.0.0.1 (tls: `server.ca` is the file a client must trust), and it
-answers 503 to everything while `<root>/../unavailable` exists. The subprocess dies with the process that
+self-signed certificate for 127.0.0.1 (tls: `server.ca` is the file a client must trust), take
+uploads slowly (rate: bytes per second, as over a thin link), and it answers 503 to everything while
+`<root>/../unavailable` exists. The subprocess dies with the process that
 started it (PR_SET_PDEATHSIG).
 
     with DavServer(tmp_path) as server:
@@ -22,11 +23,12 @@ from pathlib import Path
 
 
 class DavServer:
-    def __init__(self, base: Path, token: str | None = None, readonly: bool = False, tls: bool = False):
+    def __init__(self, base: Path, token: str | None = None, readonly: bool = False, tls: bool = False,
+                 rate: float | None = None):
         self.root = base / "dav"
         for sub in ("ac", "cas"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.token, self.readonly = token, readonly
+        self.token, self.readonly, self.rate = token, readonly, rate
         with socket.socket() as s:  # a free port, kept across restarts
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -38,7 +40,8 @@ class DavServer:
 
     def start(self) -> None:
         env = dict(os.environ, DAV_TOKEN=self.token or "", DAV_READONLY="1" if self.readonly else "",
-                   DAV_CERT=str(self.ca or ""), DAV_KEY=str(self._key) if self.ca else "")
+                   DAV_CERT=str(self.ca or ""), DAV_KEY=str(self._key) if self.ca else "",
+                   DAV_RATE=str(self.rate or ""))
         self.log = self.root.parent / "dav.log"  # a file, not a pipe nobody reads: the server never blocks on it
         with open(self.log, "ab") as log:
             self._proc = subprocess.Popen([sys.executable, __file__, str(self.root), str(self.port)], env=env,
@@ -109,7 +112,7 @@ def _self_signed(base: Path) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
-def _serve(root: Path, port: int, token: str, readonly: bool, cert: str, key: str) -> None:
+def _serve(root: Path, port: int, token: str, readonly: bool, cert: str, key: str, rate: float | None) -> None:
     import ctypes
     import logging
 
@@ -137,6 +140,8 @@ def _serve(root: Path, port: int, token: str, readonly: bool, cert: str, key: st
         if token and environ.get("HTTP_AUTHORIZATION") != f"Bearer {token}":
             start_response("401 Unauthorized", [("WWW-Authenticate", "Bearer"), ("Content-Length", "0")])
             return [b""]
+        if rate and environ["REQUEST_METHOD"] == "PUT":  # the body takes as long as a link of that rate needs
+            time.sleep(int(environ.get("CONTENT_LENGTH") or 0) / rate)
         return dav(environ, start_response)
 
     server = wsgi.Server(("127.0.0.1", port), app)
@@ -149,4 +154,4 @@ def _serve(root: Path, port: int, token: str, readonly: bool, cert: str, key: st
 
 if __name__ == "__main__":
     _serve(Path(sys.argv[1]), int(sys.argv[2]), os.environ["DAV_TOKEN"], bool(os.environ["DAV_READONLY"]),
-           os.environ["DAV_CERT"], os.environ["DAV_KEY"])
+           os.environ["DAV_CERT"], os.environ["DAV_KEY"], float(os.environ["DAV_RATE"] or 0) or None)

@@ -120,7 +120,7 @@ def test_the_server_stopping_mid_build_leaves_a_warning_and_a_good_build(tmp_pat
                                 cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         deadline = time.monotonic() + 300
         while not read_events(events_path) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.01)  # the first action (export) has finished and been uploaded; verify is next
+            time.sleep(0.01)  # the first action (export) has finished (its upload may still be under way)
         # Freeze the engine while the server goes: verify (in its worker) can finish, but its upload
         # cannot slip in before the server is gone, however fast verify is on a busy machine.
         os.kill(proc.pid, signal.SIGSTOP)
