@@ -3,6 +3,7 @@
 copies of the workspace with empty local caches."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -150,3 +151,27 @@ def test_nginx_as_bazel_configures_it_serves_the_cache_unchanged(tmp_path):
         assert by_status(events, "ran") == set() and "2 hits" in proc.stdout, proc.stdout
         assert out_files(b) == out_files(a)
         assert "WARNING" not in proc.stdout + proc.stderr
+
+
+def test_an_interrupted_build_stops_its_uploads_and_leaves_no_record_without_its_blobs(tmp_path):
+    """Uploads run beside the build and it waits for them at its end; Ctrl-C then drops what is queued
+    at once, and the server never holds a record whose blobs did not make it."""
+    with DavServer(tmp_path / "server", rate=2000) as server:  # 2 kB/s: the uploads outlast the build
+        ws = fresh_copy(tmp_path / "ws")
+        proc = subprocess.Popen([sys.executable, "-m", "modelbuild", "build", *TARGETS, "-j", "1",
+                                 "--remote-cache", server.url], cwd=ws, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True)
+        seen = ""
+        while "uploading to the remote cache" not in seen and (line := proc.stdout.readline()):
+            seen += line
+        assert "uploading to the remote cache (" in seen, seen
+        proc.send_signal(signal.SIGINT)
+        started = time.monotonic()
+        output = seen + proc.communicate(timeout=120)[0]
+        assert proc.returncode == 130 and time.monotonic() - started < 10, output
+        records = [json.loads(p.read_bytes()) for p in (server.root / "ac").iterdir()]
+        assert len(records) < 2, "the uploads had not finished"
+        for stored in records:
+            blobs = [o["digest"] for o in stored["record"]["outputs"].values()]
+            assert all((server.root / "cas" / blob).is_file() for blob in blobs)
+    assert (ws / "out" / "mlp_pt2.pt2").is_file()  # the build itself was done
