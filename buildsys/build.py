@@ -13,6 +13,7 @@ from filelock import FileLock, Timeout
 
 from .action_cache import ActionCache
 from .action_lookup import ActionLookup
+from .cache_gc import remove_idle_locks
 from .cas import CAS, CorruptBlob
 from .digests import FileDigests
 from .errors import UserError
@@ -119,6 +120,9 @@ def make_remote(options: BuildOptions):
                        headers=headers_from_env(os.environ))
 
 
+_DAY_NS = 86_400 * 10**9
+
+
 def _lock_out(out_dir: Path, on_progress) -> FileLock:
     """One build at a time writes a workspace's out/: a second one waits, and says so. The lock
     lives outside the workspace (nothing in out/ but artifacts, nothing new for git to see)."""
@@ -206,3 +210,5 @@ def build(
         events.close()
         stores.close()
         out_lock.release()
+        # TMPDIR is not ours to fill: the out/ locks of workspaces no build has opened for a day go.
+        remove_idle_locks(Path(out_lock.lock_file).parent, time.time_ns() - _DAY_NS)

@@ -90,8 +90,9 @@ def collect(cas: CAS, held: set[str], max_size: int | None = None, older_than_da
 
 
 def remove_idle_locks(lock_dir: Path, cutoff: int) -> int:
-    """Remove the per-action lock files no build holds and none touched since `cutoff`. A build that
-    opened one just before it went notices the unlinked file (filelock checks) and takes a new one."""
+    """Remove the lock files (per action, or per out/ directory) no build holds and none touched since
+    `cutoff`. A build that opened one just before it went notices the unlinked file (filelock checks)
+    and takes a new one."""
     import fcntl
 
     removed = 0

@@ -131,3 +131,30 @@ def test_stale_outputs_are_removed_only_where_the_build_knows_every_target(ws):
     assert "sub/c.pt2" in proc.stdout, proc.stdout
     assert (out / "notes.txt").read_text() == "mine, not modelbuild's" and (out / "a.pt2").exists()
     assert_cas_intact(ws)
+
+
+def test_a_build_sweeps_the_idle_out_locks_it_left_in_tmpdir(tmp_path: Path):
+    """Each workspace's out/ lock lives in $TMPDIR/modelbuild-<uid>; a build removes those no build has
+    opened for a day and nobody holds, so they do not pile up."""
+    from filelock import FileLock
+
+    from helpers import run_cli
+
+    tmpdir = tmp_path / "tmp"
+    locks = tmpdir / f"modelbuild-{os.getuid()}"
+    locks.mkdir(parents=True)
+    old, held, fresh = (locks / f"out-{name}.lock" for name in ("old", "held", "fresh"))
+    for path in (old, held, fresh):
+        path.touch()
+    two_days_ago = os.stat(old).st_mtime - 2 * 86_400
+    for path in (old, held):
+        os.utime(path, (two_days_ago, two_days_ago))
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / "WORKSPACE.models").write_text("")
+    (ws / "BUILD.models").write_text("")
+    with FileLock(held):  # another build writing its out/ right now
+        proc = run_cli(ws, "build", "//...", env={"TMPDIR": str(tmpdir)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not old.exists() and held.exists() and fresh.exists()
+    assert len(list(locks.glob("out-*.lock"))) == 3  # held, fresh and this build's own
