@@ -162,3 +162,18 @@ class ActionLookup:
             self.remote.put_record(key, result.model_dump(mode="json"))
         except Exception as err:  # the remote cache only saves time: nothing of it fails the build
             self.remote.stop_uploads(f"uploading {key[:16]} failed ({err!r})")
+
+
+def resolve_cached(planner: Planner, lookup: ActionLookup, action_ids: list[str]) -> dict[str, Found]:
+    """Resolve actions from the cache alone, running nothing: what a build would reuse right now
+    (for `show`). An action whose inputs are not all cached stays unresolved."""
+    found: dict[str, Found] = {}
+
+    def result_of(aid: str) -> ActionResult:
+        return found[aid].result
+
+    for aid in action_ids:  # dependency order
+        preds = list(planner.graph.predecessors(aid))
+        if all(p in found and found[p].result is not None for p in preds):
+            found[aid] = lookup.find(lookup.key(planner.actions[aid], result_of))
+    return found
