@@ -64,7 +64,7 @@ class DavServer:
         proc, self._proc = self._proc, None
         proc.terminate()
         try:
-            proc.wait(10)
+            proc.wait(2)  # cheroot waits for requests in flight (a slow upload): no need here
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -154,8 +154,8 @@ def test_nginx_as_bazel_configures_it_serves_the_cache_unchanged(tmp_path):
 
 
 def test_an_interrupted_build_stops_its_uploads_and_leaves_no_record_without_its_blobs(tmp_path):
-    """Uploads run beside the build and it waits for them at its end; Ctrl-C then drops what is queued
-    at once, and the server never holds a record whose blobs did not make it."""
+    """Uploads run beside the build and it waits for them at its end; Ctrl-C (or SIGTERM) then drops what
+    is queued at once, and the server never holds a record whose blobs did not make it."""
     with DavServer(tmp_path / "server", rate=1000) as server:  # 1 kB/s: the uploads outlast the build
         ws = fresh_copy(tmp_path / "ws")
         proc = subprocess.Popen([sys.executable, "-m", "modelbuild", "build", *TARGETS, "-j", "1",
@@ -165,7 +165,7 @@ def test_an_interrupted_build_stops_its_uploads_and_leaves_no_record_without_its
         while "uploading to the remote cache" not in seen and (line := proc.stdout.readline()):
             seen += line
         assert "uploading to the remote cache (" in seen, seen
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(signal.SIGTERM)  # as Ctrl-C (a SIGINT would be ignored under a shell's background job)
         started = time.monotonic()
         output = seen + proc.communicate(timeout=120)[0]
         assert proc.returncode == 130 and time.monotonic() - started < 10, output
