@@ -15,75 +15,45 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from local_server import LocalServer
 
-class DavServer:
+
+class DavServer(LocalServer):
+    name = "WsgiDAV"
+
     def __init__(self, base: Path, token: str | None = None, readonly: bool = False, tls: bool = False,
                  rate: float | None = None):
+        super().__init__()
         self.root = base / "dav"
         for sub in ("ac", "cas"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.token, self.readonly, self.rate = token, readonly, rate
-        with socket.socket() as s:  # a free port, kept across restarts
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
         self.ca: Path | None = None
         if tls:
             self.ca, self._key = _self_signed(base)
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
-        self._proc: subprocess.Popen | None = None
+        self.log = self.root.parent / "dav.log"  # a file, not a pipe nobody reads: the server never blocks on it
 
-    def start(self) -> None:
+    def _launch(self) -> subprocess.Popen:
         env = dict(os.environ, DAV_TOKEN=self.token or "", DAV_READONLY="1" if self.readonly else "",
                    DAV_CERT=str(self.ca or ""), DAV_KEY=str(self._key) if self.ca else "",
                    DAV_RATE=str(self.rate or ""))
-        self.log = self.root.parent / "dav.log"  # a file, not a pipe nobody reads: the server never blocks on it
         with open(self.log, "ab") as log:
-            self._proc = subprocess.Popen([sys.executable, __file__, str(self.root), str(self.port)], env=env,
-                                          stdout=log, stderr=log)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"WsgiDAV exited: {self.log.read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"WsgiDAV did not listen on port {self.port} within 20 s")
+            return subprocess.Popen([sys.executable, __file__, str(self.root), str(self.port)], env=env,
+                                    stdout=log, stderr=log, start_new_session=True)
 
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        proc, self._proc = self._proc, None
-        proc.terminate()
-        try:
-            proc.wait(2)  # cheroot waits for requests in flight (a slow upload): no need here
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    def _log(self) -> Path:
+        return self.log
 
     def unavailable(self, on: bool) -> None:
         """Make the server answer 503 Service Unavailable to every request (or stop doing so)."""
         flag = self.root.parent / "unavailable"
         flag.touch() if on else flag.unlink(missing_ok=True)
-
-    def __enter__(self) -> "DavServer":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def _self_signed(base: Path) -> tuple[Path, Path]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import time
 from pathlib import Path
+
+from local_server import LocalServer
 
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if Path(p).exists()), None)
 
@@ -49,58 +49,25 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-class NginxDav:
+class NginxDav(LocalServer):
+    name = "nginx"
+
     def __init__(self, base: Path):
+        super().__init__()
         self.prefix = base / "nginx"
         self.root = base / "dav"
         self.root.mkdir(parents=True, exist_ok=True)  # ac/ and cas/ are made by the first PUT
         self.prefix.mkdir(parents=True, exist_ok=True)
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = self.prefix / "nginx.conf"
         # Started as root, nginx's workers would run as nobody, who cannot read a test's private tmp_path.
         user = "user root;\n" if os.geteuid() == 0 else ""
         self.config.write_text(CONFIG.format(user=user, prefix=self.prefix, port=self.port, root=self.root))
-        self._proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
-        log = open(self.prefix / "stderr.log", "ab")
-        with log:
-            self._proc = subprocess.Popen([NGINX, "-p", str(self.prefix), "-c", str(self.config), "-e",
-                                           str(self.prefix / "error.log")], stdout=log, stderr=log,
-                                          preexec_fn=_die_with_parent, start_new_session=True)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
-                raise RuntimeError(f"nginx exited: {(self.prefix / 'error.log').read_text(errors='replace')}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"nginx did not listen on port {self.port} within 20 s")
+    def _launch(self) -> subprocess.Popen:
+        with open(self.prefix / "stderr.log", "ab") as log:
+            return subprocess.Popen([NGINX, "-p", str(self.prefix), "-c", str(self.config), "-e", str(self._log())],
+                                    stdout=log, stderr=log, preexec_fn=_die_with_parent, start_new_session=True)
 
-    def stop(self) -> None:
-        if self._proc is None:
-            return
-        proc, self._proc = self._proc, None
-        proc.terminate()  # the master stops its worker and exits
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
-    def __enter__(self) -> "NginxDav":
-        try:
-            self.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
+    def _log(self) -> Path:
+        return self.prefix / "error.log"
