@@ -13,7 +13,7 @@ from filelock import FileLock, Timeout
 
 from .action_cache import ActionCache
 from .action_lookup import ActionLookup
-from .cache_gc import remove_idle_locks
+from .cache_gc import _DAY_NS, remove_idle_locks
 from .cas import CAS, CorruptBlob
 from .digests import FileDigests
 from .errors import UserError
@@ -118,9 +118,6 @@ def make_remote(options: BuildOptions):
 
     return RemoteCache(options.remote_cache, upload=options.remote_upload, key=options.remote_cache_key,
                        headers=headers_from_env(os.environ))
-
-
-_DAY_NS = 86_400 * 10**9
 
 
 def _lock_out(out_dir: Path, on_progress) -> FileLock:
