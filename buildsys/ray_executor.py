@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import logging
 import os
+import secrets
 import shutil
 import socket
 import sys
@@ -235,27 +236,59 @@ class RayExecutor:
         # Said before ray.init, which turns it on in this process for a local instance of its own.
         self.token_auth = self.address is not None and os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
         quiet = dict(logging_level=logging.ERROR, log_to_driver=False)  # workers' import noise stays off the console
-        if self.address is None:  # a Ray instance of our own, for this build only ("local": never join another)
-            try:
-                ray.init(address="local", num_cpus=jobs, include_dashboard=False, **quiet)
-            except Exception as err:
-                raise UserError(f"cannot start a local Ray instance: {err}") from None
-        else:
-            _check_reachable(self.address)
-            try:
-                ray.init(address=self.address, **quiet)
-            except Exception as err:  # Ray raises ConnectionError, RuntimeError (version mismatch), ...
-                raise UserError(f"cannot connect to the Ray cluster at {self.address}: {err}") from None
-            if ray.cluster_resources().get("CPU", 0) < 1:
-                ray.shutdown()  # else every action would wait forever for a CPU
-                raise UserError(f"the Ray cluster at {self.address} has no CPUs for workers (`ray status` shows "
-                                "its resources); start nodes with --num-cpus of at least 1")
+        self.own_temp: str | None = None  # the temp dir of a Ray instance of our own, removed at shutdown
+        try:
+            if self.address is None:  # a Ray instance of our own, for this build only ("local": never join another)
+                self._start_local(ray, jobs, quiet)
+            else:
+                self._connect(ray, quiet)
+        except BaseException:
+            self._abandon()  # a half-made connection (Ray Client's above all) would break the next ray.init here
+            raise
         self.actor_class = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(StepActor)
         self.idle: list[_Actor] = []
         self.pending: dict[object, tuple[_Actor, StepRequest]] = {}  # object ref of the result -> who, what
         self.finished: list[tuple[str, StepReply]] = []  # failed before they reached an actor
         self.blobs: dict[str, object] = {}  # content digest -> object ref, put once per build
         self.closed = False
+
+    def _start_local(self, ray, jobs: int, quiet: dict) -> None:
+        # Ray's sessions go to a temp dir of this build's, not /tmp/ray, and go with it. Its socket paths
+        # ("<dir>/session_<date>_<pid>/sockets/plasma_store", about 80 bytes past the base) must fit in
+        # 107 bytes: a long $TMPDIR (macOS's, a test's) gives way to /tmp.
+        base = tempfile.gettempdir()
+        self.own_temp = tempfile.mkdtemp(prefix="mbray-", dir=base if len(base) <= 24 else "/tmp")
+        # A new local Ray turns on token auth and, with no token given, writes one to ~/.ray/auth_token.
+        # An instance that lives for one build needs no token kept anywhere: it gets one in this
+        # process's environment, which its own processes inherit.
+        if not {"RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"} & set(os.environ):
+            os.environ["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+        try:
+            ray.init(address="local", num_cpus=jobs, include_dashboard=False, _temp_dir=self.own_temp, **quiet)
+        except Exception as err:
+            raise UserError(f"cannot start a local Ray instance: {_reason(err)} (Ray's logs: "
+                            f"{self.own_temp}/session_latest/logs)") from None
+
+    def _connect(self, ray, quiet: dict) -> None:
+        _check_reachable(self.address)
+        try:
+            ray.init(address=self.address, **quiet)
+        except ray.exceptions.AuthenticationError as err:  # this side's token: none, or not the cluster's
+            raise UserError(f"cannot connect to the Ray cluster at {self.address}: {_token_advice(err)}") from None
+        except Exception as err:  # Ray raises ConnectionError, RuntimeError (version mismatch), ...
+            raise UserError(f"cannot connect to the Ray cluster at {self.address}: {_reason(err)}") from None
+        if ray.cluster_resources().get("CPU", 0) < 1:
+            raise UserError(f"the Ray cluster at {self.address} has no CPUs for workers (`ray status` shows "
+                            "its resources); start nodes with --num-cpus of at least 1")
+
+    def _abandon(self) -> None:
+        """Undo a Ray start or connection that failed half way: its client state, its temp dir."""
+        try:
+            self.ray.shutdown()  # also leaves Ray Client mode, which a failed ray:// connect keeps on
+        except Exception:
+            pass
+        if self.own_temp:
+            shutil.rmtree(self.own_temp, ignore_errors=True)
 
     def free(self) -> int:
         return self.jobs - self.running()
@@ -369,11 +402,28 @@ class RayExecutor:
             if self.remote is not None:
                 self.remote.close()
             ray.shutdown()  # disconnects; stops the Ray instance only if this executor started it
+            if self.own_temp:
+                shutil.rmtree(self.own_temp, ignore_errors=True)
 
 
 # The lines of Ray's ActorDiedError that describe the actor rather than what happened to it.
 _RAY_ACTOR_FIELDS = ("class_name:", "actor_id:", "pid:", "name:", "namespace:", "ip:", "The actor died unexpectedly",
                      "The actor experienced an error", "The actor never ran")
+
+
+def _token_advice(err: Exception) -> str:
+    where = ("$RAY_AUTH_TOKEN, the file $RAY_AUTH_TOKEN_PATH names, or ~/.ray/auth_token; `ray get-auth-token` "
+             "on the head prints the cluster's")
+    if "no authentication token was found" in str(err):
+        return ("RAY_AUTH_MODE=token is set here, but this engine has no token. Give it the cluster's token "
+                f"({where}), or unset RAY_AUTH_MODE if the cluster runs without token authentication")
+    return f"the cluster refused this engine's token ({_reason(err)}). Give it the cluster's token ({where})"
+
+
+def _reason(err: BaseException) -> str:
+    """What an exception says, never nothing: Ray raises some with an empty message."""
+    said = " ".join(str(err).split())
+    return said if said else f"{type(err).__name__}, with no message from Ray"
 
 
 def _why(err: Exception) -> str:

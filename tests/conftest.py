@@ -1,6 +1,26 @@
+"""The session's environment, and the workspaces that tests share.
+
+The suite runs as on a new machine, whatever the one it runs on holds: the session and every process
+it starts get a home of their own (so nothing reads or writes the real ~/.ray, ~/.cache or
+~/.config), and no RAY_* or MODELBUILD_* setting of the developer's reaches a test. A test that needs
+one says so itself."""
+import os
+import shutil
+import tempfile
+
 import pytest
 
 from helpers import build, copy_example
+
+_HOME = tempfile.mkdtemp(prefix="modelbuild-tests-home-")
+for _name in [n for n in os.environ if n.startswith(("RAY_", "MODELBUILD_"))]:
+    del os.environ[_name]
+os.environ.update(HOME=_HOME, XDG_CACHE_HOME=os.path.join(_HOME, ".cache"),
+                  XDG_CONFIG_HOME=os.path.join(_HOME, ".config"), XDG_DATA_HOME=os.path.join(_HOME, ".local", "share"))
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

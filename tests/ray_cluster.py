@@ -27,18 +27,25 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _without_ray_auth(env) -> dict[str, str]:
+    return {k: v for k, v in env.items() if not k.startswith("RAY_AUTH_")}
+
+
 class _Node:
     def __init__(self, directory: Path, args: list[str], env: dict[str, str]):
-        directory.mkdir()
+        (directory / "home").mkdir(parents=True)
+        (directory / "tmp").mkdir()
         self.log = directory / "ray-start.log"
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
                 [str(RAY), "start", "--block", "--node-ip-address=127.0.0.1", "--disable-usage-stats",
                  "--object-store-memory=200000000", f"--temp-dir={directory / 't'}", *args],
                 cwd=directory, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                # Ray's token auth is on when ~/.ray/auth_token exists (a local ray.init() writes it), but
-                # only a head looks: say it for both nodes, so the cluster does not depend on the home directory.
-                env={**os.environ, "RAY_AUTH_MODE": "disabled", **env}, start_new_session=True,
+                # A node of its own: a home and a temp dir of its own (nothing read from or left in the
+                # real ones), and no token auth whatever a token file anywhere says.
+                env={**_without_ray_auth(os.environ), "HOME": str(directory / "home"), "TMPDIR": str(directory / "tmp"),
+                     "RAY_AUTH_MODE": "disabled", **env},
+                start_new_session=True,
             )
 
     def wait_started(self, timeout: float = 60) -> None:

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -171,28 +173,71 @@ def test_a_killed_actor_fails_only_its_action(cluster, workspace, tmp_path):
     assert after.ok and after.metrics["pid"] != before.metrics["pid"], "a new actor runs the next action"
 
 
-TOKEN_DRIVER = """
-import sys
+# One build's driver in a process of its own, so that what ray.init does to a process (token mode,
+# Ray Client mode) stays there: argv is the address ("" for a local instance), the workspace and tests/.
+DRIVER = """
+import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
+from buildsys.errors import UserError
 from buildsys.ray_executor import RayExecutor
-from test_ray_executor import request, run_all
-ray = RayExecutor(1, "ray_fake_runner", Path(sys.argv[2]), sys.argv[1])
+from test_ray_executor import request, run_all, _children
+before = _children()
 try:
-    print(run_all(ray, [request(Path(sys.argv[2]) / "token", step="copy", action="t")], timeout=60)["t"].error)
+    ray = RayExecutor(1, "ray_fake_runner", Path(sys.argv[2]), sys.argv[1] or None)
+except UserError as err:
+    print(json.dumps({"user_error": str(err)}))
+    sys.exit(0)
+try:
+    reply = run_all(ray, [request(Path(sys.argv[2]) / "driven", step="copy", action="t")], timeout=60)["t"]
 finally:
     ray.shutdown()
+print(json.dumps({"ok": reply.ok, "error": reply.error, "left": sorted(_children() - before)}))
 """
 
 
-def test_a_token_auth_engine_on_a_cluster_without_auth_is_told_why(cluster, workspace):
-    """An engine whose environment says RAY_AUTH_MODE=token connects to a cluster without auth, but its
-    actors die before they start ("all references removed"): the error says what to change."""
-    env = {**os.environ, "RAY_AUTH_MODE": "token", "PYTHONPATH": str(TESTS)}
-    proc = subprocess.run([sys.executable, "-c", TOKEN_DRIVER, cluster, str(workspace), str(TESTS)], env=env,
+def drive(address: str, workspace: Path, home: Path, **env: str) -> dict:
+    """Run DRIVER with a HOME of its own (and TMPDIR beside it) and no Ray settings but those given."""
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    proc = subprocess.run([sys.executable, "-c", DRIVER, address, str(workspace), str(TESTS)],
+                          env={**clean, "HOME": str(home), "TMPDIR": str(home / "tmp"), "PYTHONPATH": str(TESTS), **env},
                           cwd=TESTS.parent, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "never started" in proc.stdout and "RAY_AUTH_MODE=token" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def short_home() -> Path:
+    """A private home under /tmp: a local Ray instance's sockets live in its TMPDIR and must fit in 107 bytes."""
+    return Path(tempfile.mkdtemp(prefix="rh-", dir="/tmp"))
+
+
+def test_a_token_auth_engine_without_a_token_is_told_where_to_put_one(cluster, workspace):
+    """RAY_AUTH_MODE=token and no token anywhere (an empty home): Ray refuses to connect. The error
+    says where a token goes, and that a cluster without auth needs RAY_AUTH_MODE unset."""
+    home = short_home()
+    try:
+        said = drive(cluster, workspace, home, RAY_AUTH_MODE="token")
+        assert not (home / ".ray").exists(), "nothing was written for the user"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    error = said.get("user_error", "")
+    assert error.startswith(f"cannot connect to the Ray cluster at {cluster}: RAY_AUTH_MODE=token is set here, "
+                            "but this engine has no token"), said
+    assert "$RAY_AUTH_TOKEN_PATH" in error and "unset RAY_AUTH_MODE" in error, error
+
+
+def test_a_token_auth_engine_on_a_cluster_without_auth_is_told_why(cluster, workspace):
+    """An engine with RAY_AUTH_MODE=token and a token (its own file, by RAY_AUTH_TOKEN_PATH) connects to a
+    cluster without auth, but its actors die before they start: the error says what to change."""
+    home = short_home()
+    try:
+        (home / "token").write_text("0" * 64)
+        said = drive(cluster, workspace, home, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(home / "token"))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert said.get("ok") is False, said
+    assert "never started" in said["error"] and "RAY_AUTH_MODE=token" in said["error"], said
 
 
 def sleeps(out: Path, n: int, seconds: float) -> list:
@@ -233,34 +278,38 @@ def test_an_unreachable_cluster_is_a_user_error(workspace):
     assert time.monotonic() - started < 10
 
 
-@pytest.fixture
-def own_environ():
-    """os.environ as it was, after the test. A local ray.init() sets RAY_AUTH_MODE=token (and more) in
-    this process, which monkeypatch does not undo for a variable that was unset; every later build
-    started from this process would inherit it, and a driver in token mode cannot take replies from
-    a cluster without auth (its actors die "never started")."""
-    saved = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(saved)
-
-
-def test_without_an_address_a_local_ray_instance_runs_and_stops(workspace, tmp_path, monkeypatch, own_environ):
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
-    monkeypatch.setenv("PYTHONPATH", str(TESTS))  # the local instance's workers inherit it
-    children = _children()
-    ray = RayExecutor(1, FAKE, workspace, None)
+def test_without_an_address_a_local_ray_instance_runs_and_stops(workspace):
+    """A Ray instance of the build's own: it runs the action, stops with the executor, and leaves
+    nothing behind, neither a token in ~/.ray nor a session in its temp dir (its own process, so the
+    token mode it turns on stays there)."""
+    home = short_home()
     try:
-        reply = run_all(ray, [request(tmp_path / "l", step="copy", action="l")])["l"]
+        said = drive("", workspace, home)
+        left = sorted(p.relative_to(home).as_posix() for p in home.rglob("*"))
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    assert said.get("ok") is True, said
+    assert said["left"] == [], "the local Ray instance stopped with the executor"
+    assert left == ["tmp"], f"the build left {left} in its home and temp dir"
+
+
+def test_a_failed_ray_client_connection_leaves_the_process_ready_for_the_next_build(cluster, workspace, tmp_path):
+    """A ray:// connection that times out (a listener that is not Ray Client) is a user error with a
+    reason, and leaves no Ray Client state behind: the next executor in this process connects and runs."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(UserError) as err:
+            RayExecutor(1, FAKE, workspace, f"ray://127.0.0.1:{port}")
+    assert str(err.value).startswith(f"cannot connect to the Ray cluster at ray://127.0.0.1:{port}: ")
+    assert str(err.value).split(f"{port}: ", 1)[1].strip(), "the reason is never empty"
+    ray = RayExecutor(1, FAKE, workspace, cluster)
+    try:
+        reply = run_all(ray, [request(tmp_path / "next", step="copy", action="next")])["next"]
     finally:
         ray.shutdown()
-        ray.shutdown()  # idempotent
     assert reply.ok, reply.error
-    deadline = time.monotonic() + 15
-    while _children() - children and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert not _children() - children, "the local Ray instance stopped with the executor"
 
 
 def _children() -> set[int]:
@@ -280,3 +329,10 @@ def _children() -> set[int]:
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - found
         found |= frontier
     return found
+
+
+def test_an_exception_without_a_message_still_gives_a_reason():
+    from buildsys.ray_executor import _reason
+
+    assert _reason(ConnectionError()) == "ConnectionError, with no message from Ray"
+    assert _reason(RuntimeError("  two\n  lines ")) == "two lines"
