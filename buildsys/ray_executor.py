@@ -122,8 +122,6 @@ class StepActor:
     def _source(self, source: SourceFile, ref) -> None:
         if self.have.get(source.path) == source.digest:
             return
-        import ray
-
         dest = Path(os.path.normpath(self.workspace / source.path))
         if not dest.is_relative_to(self.root):
             raise BadSource(f"source {source.path} is not a path relative to the workspace")
@@ -156,8 +154,6 @@ class StepActor:
         """Run one request: (its reply, its outputs packed by name, its log's bytes). `blobs`
         maps digests to object refs, nested so that Ray hands them over unfetched: a source
         this actor already has is not fetched again."""
-        import ray
-
         request = StepRequest.model_validate(wire)
         action_dir = Path(tempfile.mkdtemp(prefix="action-", dir=self.scratch))
         out, log = action_dir / "out", action_dir / "log"

@@ -10,7 +10,7 @@ walks all 100,000 steps: convert_pt2e took about 90 CPU s for MobileNetV2.
 This subclass walks the same steps on Python floats, skips runs of steps that move neither bound
 (bisecting the monotonic cumulative histogram), and computes the errors of many candidates in one
 batch with the same float32 operations. The ranges come out bit for bit the same
-(tests/test_quantize_coverage.py checks it against the original).
+(tests/e2e/test_quantize_coverage.py checks it against the original).
 """
 from __future__ import annotations
 

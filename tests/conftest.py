@@ -7,6 +7,7 @@ one says so itself."""
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -23,6 +24,28 @@ def pytest_unconfigure(config):
     shutil.rmtree(_HOME, ignore_errors=True)
 
 
+TIERS = ("unit", "steps", "e2e", "cluster")
+
+
+def pytest_ignore_collect(collection_path, config):
+    """`-m <tier>` does not import the other tiers' modules (torch and all) only to deselect them."""
+    chosen = (config.getoption("markexpr") or "").strip()
+    parts = collection_path.relative_to(Path(__file__).parent).parts if collection_path.is_relative_to(Path(__file__).parent) else ()
+    if chosen in TIERS and parts and parts[0] in TIERS and parts[0] != chosen:
+        return True
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test by its tier folder (tests/<tier>/...): `pytest -m unit` is the fast loop."""
+    root = Path(__file__).parent
+    for item in items:
+        tier = Path(item.fspath).relative_to(root).parts[0]
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{item.nodeid}: every test file sits in one tier folder, one of {', '.join(TIERS)}")
+        item.add_marker(getattr(pytest.mark, tier))
+
+
 @pytest.fixture(scope="session")
 def example(tmp_path_factory):
     """The example workspace, copied and built cold once for the whole session."""
@@ -35,9 +58,6 @@ def example(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_built(tmp_path_factory):
     """tests/workspaces/release with //:mlp_pt2 built (2 actions), for tests that need a cache to act on."""
-    import shutil
-    from pathlib import Path
-
     ws = tmp_path_factory.mktemp("tiny") / "ws"
     shutil.copytree(Path(__file__).parent / "workspaces" / "release", ws,
                     ignore=shutil.ignore_patterns("__pycache__", "cache", "out"))
@@ -49,8 +69,6 @@ def tiny_built(tmp_path_factory):
 @pytest.fixture
 def tiny_ws(tiny_built, tmp_path):
     """A fresh copy of tiny_built, cache and out/ included, for one test to change."""
-    import shutil
-
     dst = tmp_path / "ws"
     shutil.copytree(tiny_built, dst, symlinks=True)
     return dst

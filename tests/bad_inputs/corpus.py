@@ -1,4 +1,4 @@
-"""The bad-input corpus: one row per kind of bad input, run through the CLI by tests/test_bad_inputs.py.
+"""The bad-input corpus: one row per kind of bad input, run through the CLI by tests/e2e/test_bad_inputs.py.
 
 A case starts from workspace/ (the good target //:p of model //:m, and the modules in models/),
 replaces its BUILD.models with `build` when given, and adds `files`: text, bytes, Link(target) for

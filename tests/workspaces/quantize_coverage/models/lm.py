@@ -1,4 +1,4 @@
-"""Models for tests/test_quantize_coverage.py: a scheme quantizes most of one, little of the other."""
+"""Models for tests/e2e/test_quantize_coverage.py: a scheme quantizes most of one, little of the other."""
 import torch
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel

@@ -14,7 +14,7 @@ import pytest
 
 from helpers import build, by_status
 
-WORKSPACE = Path(__file__).parent / "workspaces" / "release"
+WORKSPACE = Path(__file__).parents[1] / "workspaces" / "release"
 TARGETS = ("//:mlp_pt2", "//:mlp_xnnpack")
 
 

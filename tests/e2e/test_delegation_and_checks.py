@@ -14,7 +14,7 @@ import pytest
 
 from helpers import REPO, action_results, build, run_cli
 
-WORKSPACE = Path(__file__).parent / "workspaces" / "checks"
+WORKSPACE = Path(__file__).parents[1] / "workspaces" / "checks"
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers import REPO, run_cli
 
-WORKSPACE = Path(__file__).parent / "bad_inputs" / "workspace"
+WORKSPACE = Path(__file__).parents[1] / "bad_inputs" / "workspace"
 
 
 def workspace(tmp_path: Path, build: str) -> Path:

@@ -13,7 +13,7 @@ import torch
 from buildsys.action_cache import ActionCache
 from helpers import build
 
-WORKSPACE = Path(__file__).parent / "workspaces" / "quantize_coverage"
+WORKSPACE = Path(__file__).parents[1] / "workspaces" / "quantize_coverage"
 # tiny GPT-2: 2 blocks of 4 Conv1D (32x96, 32x32, 32x128, 128x32), wte 128x32 (tied to lm_head), wpe 32x32
 CONV1D_BYTES = 2 * (32 * 96 + 32 * 32 + 32 * 128 + 128 * 32) * 4
 WTE_BYTES, WPE_BYTES = 128 * 32 * 4, 32 * 32 * 4

@@ -15,7 +15,7 @@ import pytest
 from buildsys.action_cache import ActionCache
 from helpers import build, run_cli
 
-WORKSPACE = Path(__file__).parent / "workspaces" / "zoo"
+WORKSPACE = Path(__file__).parents[1] / "workspaces" / "zoo"
 EXT = {"pt2_program": ".pt2", "executorch_program": ".pte", "coreml_package": ".mlpackage",
        "onnx_model": ".onnx", "aoti_package": ".aoti.pt2"}
 

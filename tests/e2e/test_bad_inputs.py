@@ -16,7 +16,7 @@ import pytest
 from bad_inputs.corpus import CASES, CATEGORIES, Case, Link, safetensors
 from helpers import read_events, run_cli
 
-DATA = Path(__file__).parent / "bad_inputs"
+DATA = Path(__file__).parents[1] / "bad_inputs"
 CACHE_ENV = "MODELBUILD_CACHE_DIR"
 BY_NAME = {case.name: case for case in CASES}
 

@@ -2,7 +2,7 @@
 its own `ray start` process with its own working directory, on 127.0.0.1), with a remote cache (a real
 WebDAV server): every action runs in an actor on the worker node, inputs and outputs travel through the
 remote cache's CAS, and every artifact is byte-identical to the local build of the same workspace.
-(tests/test_ray_executor.py covers the object-store path, actor deaths and the -j bound.)"""
+(tests/cluster/test_ray_executor.py covers the object-store path, actor deaths and the -j bound.)"""
 from __future__ import annotations
 
 import hashlib

@@ -19,7 +19,7 @@ import pytest
 
 from helpers import REPO, action_results, read_events
 
-WORKSPACE = Path(__file__).parent / "workspaces" / "reproducible"
+WORKSPACE = Path(__file__).parents[1] / "workspaces" / "reproducible"
 # Every format modelbuild writes, and the artifact of the workspace built in it.
 FORMATS = {
     ".pt2, non-strict export": "block_pt2.pt2",

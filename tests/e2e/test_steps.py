@@ -9,7 +9,7 @@ import pytest
 
 from helpers import REPO, action_results, build, run_cli
 
-WORKSPACE = Path(__file__).parent / "workspaces" / "steps"
+WORKSPACE = Path(__file__).parents[1] / "workspaces" / "steps"
 EXPECTED_FAILURES = {
     "//:hazard_weight_only_xnnpack", "//:hazard_batch_cap_xnnpack", "//:branchy_pt2", "//:branchy_strict_pt2",
 }

@@ -14,7 +14,7 @@ import pytest
 
 from helpers import build, by_status, copy_example, keypair, run_cli
 
-WORKSPACE = Path(__file__).parent / "workspaces" / "release"
+WORKSPACE = Path(__file__).parents[1] / "workspaces" / "release"
 
 
 def sha(path: Path) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from helpers import build, by_status
 
-WORKSPACE = Path(__file__).parent / "workspaces" / "release"
+WORKSPACE = Path(__file__).parents[1] / "workspaces" / "release"
 ROOT_BUILD = """
 model(name = "mlp", entry = "models.nets:TinyMLP", inputs = {"x": tensor([4, 16])})
 pt2_program(name = "a", model = ":mlp")

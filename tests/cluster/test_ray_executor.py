@@ -1,7 +1,7 @@
-"""The Ray executor against a real two-node Ray cluster on this machine (tests/ray_cluster.py): a
+"""The Ray executor against a real two-node Ray cluster on this machine (tests/support/ray_cluster.py): a
 head with no CPUs and a worker node, so every action runs on the worker node, in a worker that
 sees neither the test's workspace nor its output directories (all of it travels by content).
-Real steps on the cluster: tests/test_ray_build.py builds the example workspace there."""
+Real steps on the cluster: tests/cluster/test_ray_build.py builds the example workspace there."""
 from __future__ import annotations
 
 import json
@@ -24,8 +24,9 @@ from buildsys.step_protocol import StepReply
 from helpers import step_request
 from ray_cluster import ray_cluster
 
-TESTS = Path(__file__).parent
-FAKE = "ray_fake_runner"  # tests/ray_fake_runner.py: on the worker node's PYTHONPATH, as an installed rule set would be
+HERE = Path(__file__).parent
+SUPPORT = HERE.parent / "support"
+FAKE = "ray_fake_runner"  # tests/support/ray_fake_runner.py: on the worker node's PYTHONPATH, as an installed rule set would be
 
 TINY_PY = """\
 import torch
@@ -49,7 +50,7 @@ def addresses():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         client_port = s.getsockname()[1]
-    with ray_cluster(worker_cpus=2, worker_env={"PYTHONPATH": str(TESTS)}, client_port=client_port) as address:
+    with ray_cluster(worker_cpus=2, worker_env={"PYTHONPATH": str(SUPPORT)}, client_port=client_port) as address:
         yield {"gcs": address, "client": f"ray://127.0.0.1:{client_port}"}
 
 
@@ -174,7 +175,7 @@ def test_a_killed_actor_fails_only_its_action(cluster, workspace, tmp_path):
 
 
 # One build's driver in a process of its own, so that what ray.init does to a process (token mode,
-# Ray Client mode) stays there: argv is the address ("" for a local instance), the workspace and tests/.
+# Ray Client mode) stays there: argv is the address ("" for a local instance), the workspace and this folder.
 DRIVER = """
 import json, sys
 from pathlib import Path
@@ -200,9 +201,9 @@ def drive(address: str, workspace: Path, home: Path, **env: str) -> dict:
     """Run DRIVER with a HOME of its own (and TMPDIR beside it) and no Ray settings but those given."""
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    proc = subprocess.run([sys.executable, "-c", DRIVER, address, str(workspace), str(TESTS)],
-                          env={**clean, "HOME": str(home), "TMPDIR": str(home / "tmp"), "PYTHONPATH": str(TESTS), **env},
-                          cwd=TESTS.parent, capture_output=True, text=True, timeout=180)
+    proc = subprocess.run([sys.executable, "-c", DRIVER, address, str(workspace), str(HERE)],
+                          env={**clean, "HOME": str(home), "TMPDIR": str(home / "tmp"), "PYTHONPATH": str(SUPPORT), **env},
+                          cwd=HERE.parents[1], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -23,7 +23,7 @@ from rules.bundle import (
 )
 from rules.verify import Tolerance
 
-WORKSPACE = Path(__file__).parent / "workspaces" / "bundle"
+WORKSPACE = Path(__file__).parents[1] / "workspaces" / "bundle"
 MODEL = {  # as tests/workspaces/bundle/BUILD.models declares :heads
     "entry": "bundle_models.nets:TwoHeads", "inputs": {"x": {"shape": [4, 16]}},
     "dynamic_shapes": {"x": {0: {"name": "batch", "min": 1, "max": 8}}},

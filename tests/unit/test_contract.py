@@ -1,0 +1,117 @@
+"""The engine-rules contract, checked on the source: the engine's modules import each other without a
+cycle, no engine module imports `rules` or the toolchain (anywhere, even inside a function), and
+`rules/` reaches the engine only through `buildsys.rule_api`; and the tests sit in tiers by what they
+need, the unit tier needing neither the toolchain nor the CLI."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import networkx as nx
+
+from helpers import REPO
+
+TOOLCHAIN = {"torch", "executorch", "coremltools", "torchao", "numpy", "onnx", "onnxruntime", "onnxscript"}
+
+
+def module_name(path: Path) -> str:
+    """buildsys/cache/stat.py -> buildsys.cache.stat; a package's __init__.py -> the package."""
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every module the file imports, anywhere in it, as absolute dotted names."""
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1]) if node.level else ""
+            module = ".".join(p for p in (base, node.module or "") if p)
+            found.add(module)
+            found |= {f"{module}.{a.name}" for a in node.names}  # `from . import scratch` names a module
+    return found
+
+
+def sources(package: str) -> dict[str, Path]:
+    """Every module of a package, its sub-packages' included, by dotted name."""
+    return {module_name(p): p for p in sorted((REPO / package).rglob("*.py"))}
+
+
+def engine_graph() -> nx.DiGraph:
+    modules = sources("buildsys")
+    graph = nx.DiGraph()
+    for name, path in modules.items():
+        graph.add_node(name)
+        for imported in imports(path):
+            if imported in modules and imported != name and not name.startswith(imported + "."):
+                graph.add_edge(name, imported)
+    return graph
+
+
+def test_engine_modules_import_each_other_without_a_cycle():
+    graph = engine_graph()
+    assert len(graph) > 20
+    assert list(nx.simple_cycles(graph)) == []
+
+
+def test_no_engine_module_imports_rules_or_the_toolchain():
+    offenders = {}
+    for name, path in sources("buildsys").items():
+        bad = {m for m in imports(path) if m.split(".")[0] in TOOLCHAIN | {"rules"}}
+        if bad:
+            offenders[name] = sorted(bad)
+    assert offenders == {}
+
+
+def test_rules_reach_the_engine_only_through_the_rule_api():
+    offenders = {}
+    for name, path in sources("rules").items():
+        engine = {m for m in imports(path) if m.split(".")[0] == "buildsys"}
+        allowed = {"buildsys", "buildsys.rule_api"} | {f"buildsys.rule_api.{n}" for n in _api_names()}
+        if engine - allowed:
+            offenders[name] = sorted(engine - allowed)
+    assert offenders == {}
+
+
+def _api_names() -> set[str]:
+    from buildsys import rule_api
+
+    return set(rule_api.__all__)
+
+
+def test_the_rule_api_exports_what_it_names():
+    from buildsys import rule_api
+
+    assert all(hasattr(rule_api, n) for n in rule_api.__all__)
+
+
+TESTS = REPO / "tests"
+TIERS = ("unit", "steps", "e2e", "cluster")
+
+
+def test_every_test_file_sits_in_one_tier_folder():
+    misplaced = [p.relative_to(TESTS).as_posix() for p in TESTS.rglob("test_*.py")
+                 if len(p.relative_to(TESTS).parts) != 2 or p.relative_to(TESTS).parts[0] not in TIERS]
+    assert misplaced == []
+    assert {p.name for p in TESTS.glob("*.py")} == {"conftest.py"}, "support modules live in tests/support"
+
+
+def test_the_unit_tier_needs_neither_the_toolchain_nor_the_cli():
+    """Nothing under tests/unit imports torch and the like, or runs the CLI (helpers.run_cli and build,
+    a subprocess of `modelbuild`): that is what keeps `pytest -m unit` within seconds."""
+    offenders = {}
+    for path in sorted((TESTS / "unit").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        bad = {m for m in imports(path) if m.split(".")[0] in TOOLCHAIN | {"rules"}}
+        bad |= {f"helpers.{a.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "helpers"
+                for a in node.names if a.name in ("run_cli", "build")}
+        bad |= {"-m modelbuild" for node in ast.walk(tree) if isinstance(node, (ast.List, ast.Tuple))
+                for a, b in zip(node.elts, node.elts[1:]) if getattr(a, "value", None) == "-m" and getattr(b, "value", None) == "modelbuild"}
+        bad |= {m for m in imports(path) if m.startswith(("buildsys.cli", "modelbuild"))}
+        if bad:
+            offenders[path.name] = sorted(bad)
+    assert offenders == {}
+    assert len(list((TESTS / "unit").glob("test_*.py"))) >= 4
