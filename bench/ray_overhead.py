@@ -28,7 +28,7 @@ from ray_cluster import ray_cluster  # noqa: E402
 
 from buildsys.local_executor import LocalExecutor  # noqa: E402
 from buildsys.ray_executor import RayExecutor  # noqa: E402
-from buildsys.step_protocol import FileInput, SourceFile, SourcesInput, StepRequest  # noqa: E402
+from buildsys.rule_api import FileInput, SourceFile, SourcesInput, StepRequest  # noqa: E402
 
 
 def requests(root: Path, ws: Path, kind: str, n: int) -> list[StepRequest]:

@@ -14,8 +14,8 @@ from .action_cache import ActionCache, ActionResult, FailureRecord, OutputRecord
 from .cas import CAS, CorruptBlob
 from .digests import digest_json
 from .explain import material, reasons
-from .planning import METRICS, Action, Planner, Sources
-from .ruleset import RuleSet
+from .planning import Planner
+from .rule_api import METRICS, Action, RuleSet, Sources
 from .toolchain import toolchain
 
 ResultOf = Callable[[str], ActionResult]  # action id -> the result it produced in this build

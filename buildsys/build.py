@@ -22,8 +22,8 @@ from .executors import Executor
 from .local_executor import LocalExecutor
 from .labels import Label
 from .outputs import OutTree
-from .planning import Action, Planner
-from .ruleset import RuleSet
+from .planning import Planner
+from .rule_api import Action, RuleSet
 from .scheduler import CACHED, FAILED, RAN, BuildState, Outcome, Scheduler
 from .target_graph import TargetGraph
 from .workspace import Workspace

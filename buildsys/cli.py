@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .errors import UserError
-from .ruleset import RuleSet
+from .rule_api import RuleSet
 from .workspace import Workspace
 
 CACHE_ENV = "MODELBUILD_CACHE_DIR"
@@ -122,7 +122,7 @@ def cmd_show(args, console: Console) -> int:
 def query_actions(args, workspace: Workspace, console: Console) -> int:
     """The action graph the patterns need (like `bazel aquery`): steps, ids, inputs, owners."""
     from .build import Stores, load_and_plan
-    from .planning import Sources
+    from .rule_api import Sources
 
     stores = Stores(_cache_dir(args, workspace))
     try:

@@ -11,7 +11,7 @@ from rich.text import Text
 
 from .build import BuildSummary
 from .units import human_bytes
-from .planning import Action
+from .rule_api import Action
 from .scheduler import CACHED, FAILED, RAN, SKIPPED, Outcome
 
 _LOG_TAIL = 40

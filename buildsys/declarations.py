@@ -6,7 +6,7 @@ from pydantic import ValidationError
 from .errors import UserError, did_you_mean
 from .labels import Label
 from .loading import RawTarget
-from .ruleset import Declaration, RuleSet
+from .rule_api import Declaration, RuleSet
 
 
 def _field_path(loc: tuple) -> str:

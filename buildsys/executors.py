@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .step_protocol import StepReply, StepRequest
+from .rule_api.wire import StepReply, StepRequest
 
 
 class Executor(Protocol):
-    name: str  # "local", "ray": for the summary and the build events
-
     def free(self) -> int:
         """How many more requests it can start now."""
 

@@ -22,7 +22,7 @@ import starlark
 
 from .errors import UserError
 from .evaluator import MAX_MEMORY, MAX_SECONDS, Channel, RawTarget
-from .ruleset import RuleSet
+from .rule_api import RuleSet
 from .workspace import Workspace
 
 __all__ = ["Loader", "RawTarget"]

@@ -4,13 +4,11 @@ from __future__ import annotations
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from .step_protocol import StepReply, StepRequest
+from .rule_api.wire import StepReply, StepRequest
 from .workers import WorkerDied, WorkerPool
 
 
 class LocalExecutor:
-    name = "local"
-
     def __init__(self, jobs: int, entry: str, workspace: Path, log_dir: Path):
         self.pool = WorkerPool(jobs, entry, workspace, log_dir)
 

@@ -9,90 +9,19 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 
 import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from .digests import FileDigests, digest_json
-from .errors import UserError
+from .errors import UserError, did_you_mean
 from .labels import Label
 from .pysources import module_file, python_closure
 from .revision import workspace_revision
-from .ruleset import RuleSet
-from .target_graph import Target, TargetGraph
+from .rule_api import Action, Output, PlanContext, Planned, RuleSet, Sources, Target
+from .target_graph import TargetGraph
 from .workspace import BUILD_FILE
-
-
-@dataclass(frozen=True)
-class Sources:
-    """Workspace files an action reads: (workspace-relative path, digest), sorted."""
-
-    files: tuple[tuple[str, str], ...]
-
-    def digest(self) -> str:
-        return digest_json([list(f) for f in self.files])
-
-
-P = TypeVar("P", bound="Provider")
-
-# The name under which an action's reported metrics can be another action's input (as JSON).
-METRICS = "@metrics"
-
-
-@dataclass(frozen=True)
-class Output:
-    action: str  # id of the producing action
-    name: str  # one of its outputs, or METRICS
-
-
-@dataclass
-class Action:
-    id: str
-    step: str
-    config: dict
-    inputs: dict[str, Sources | Output]
-    outputs: tuple[str, ...]
-    rule_digest: str
-    owners: set[Label] = field(default_factory=set)
-
-    def output(self, name: str) -> Output:
-        assert name in self.outputs, (self.step, name)
-        return Output(self.id, name)
-
-    def metrics(self) -> Output:
-        """What the step reported (its metrics), as an input for a step that summarizes it."""
-        return Output(self.id, METRICS)
-
-    @property
-    def label(self) -> Label:
-        return min(self.owners)
-
-
-@dataclass(frozen=True)
-class Provider:
-    """A typed fact a target gives its dependents (Bazel's providers): rules subclass it as a
-    frozen dataclass, and a dependent asks for it by type."""
-
-
-@dataclass(frozen=True)
-class Planned:
-    """What a target contributes: an artifact to place in out/, the checks that must pass
-    before it is placed there, and providers for dependents."""
-
-    artifact: Output | None = None
-    ext: str = ""  # out/<package>/<name><ext>
-    checks: tuple[Output, ...] = ()
-    providers: tuple[Provider, ...] = ()
-
-    def get(self, kind: "type[P]") -> "P | None":
-        """The provider of this type, or None if the target gives none."""
-        return next((p for p in self.providers if isinstance(p, kind)), None)
-
-    def required_actions(self) -> set[str]:
-        return ({self.artifact.action} if self.artifact else set()) | {c.action for c in self.checks}
 
 
 def _owning_dir(path: Path, package: Path) -> Path | None:
@@ -107,8 +36,8 @@ def _owning_dir(path: Path, package: Path) -> Path | None:
     return package
 
 
-class PlanContext:
-    """The view of the build a target kind's plan() gets."""
+class PlanningContext(PlanContext):
+    """The view of the build a target kind's plan() gets (rule_api.PlanContext, implemented)."""
 
     def __init__(self, planner: "Planner", target: Target):
         self._planner = planner
@@ -150,7 +79,7 @@ class PlanContext:
             raise self.error(f"{what} not found in package {package}: {', '.join(missing)}")
         return self._planner.sources([base / p for p in paths])
 
-    def setting(self, name: str):
+    def setting(self, name: str) -> object | None:
         """A build-wide setting given on the command line (e.g. a signing key), or None."""
         return self._planner.settings.get(name)
 
@@ -166,10 +95,16 @@ class PlanContext:
         label = Label.parse(text, self.label.package)
         return self._planner.targets.targets[label], self._planner.planned[label]
 
-    def action(
-        self, step: str, config: BaseModel | dict, inputs: dict[str, Sources | Output], outputs: list[str]
-    ) -> Action:
-        return self._planner.add_action(self.label, step, config, inputs, tuple(outputs))
+    def action(self, step: str, config: BaseModel, inputs: dict[str, Sources | Output], outputs: list[str]) -> Action:
+        kind = self._planner.ruleset.steps.get(step)
+        if kind is None:
+            known = sorted(self._planner.ruleset.steps)
+            raise self.error(f"its rule asks for a step '{step}'{did_you_mean(step, known)}, which the rule set does "
+                             f"not have; its steps are: {', '.join(known)}")
+        if not isinstance(config, kind.config):
+            raise self.error(f"its rule gives the step '{step}' a {type(config).__name__}; that step takes a "
+                             f"{kind.config.__name__}")
+        return self._planner.add_action(self.label, step, config.model_dump(mode="json"), inputs, tuple(outputs))
 
 
 class Planner:
@@ -208,11 +143,8 @@ class Planner:
             )
         return self._rule_digests[step]
 
-    def add_action(self, owner: Label, step: str, config, inputs, outputs) -> Action:
-        if step not in self.ruleset.steps:
-            raise KeyError(f"unknown step kind {step!r}")
-        if isinstance(config, BaseModel):
-            config = config.model_dump(mode="json")
+    def add_action(self, owner: Label, step: str, config: dict, inputs: dict[str, Sources | Output],
+                   outputs: tuple[str, ...]) -> Action:
         identity = {
             "step": step,
             "rule": self.rule_digest(step),
@@ -242,7 +174,7 @@ class Planner:
             target = self.targets.targets[label]
             kind = self.ruleset.kinds[target.kind]
             try:
-                self.planned[label] = kind.plan(target.decl, PlanContext(self, target))
+                self.planned[label] = kind.plan(target.decl, PlanningContext(self, target))
             except ValidationError as err:  # a step config the declaration's options do not fit
                 problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"]
                                      for e in err.errors())

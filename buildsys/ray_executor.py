@@ -27,7 +27,7 @@ from pathlib import Path
 from .errors import UserError
 from .remote_cache import RemoteCache
 from .remote_transport import NotShared, is_handle, receive, send
-from .step_protocol import SourceFile, SourcesInput, StepReply, StepRequest
+from .rule_api.wire import SourceFile, SourcesInput, StepReply, StepRequest
 
 # A file or directory as it travels through the object store:
 #   ("file", bytes, executable)
@@ -216,8 +216,6 @@ class _Actor:
 
 
 class RayExecutor:
-    name = "ray"
-
     def __init__(self, jobs: int, runner: str, workspace: Path, address: str | None = None,
                  remote: tuple[str, dict] | None = None):
         """remote: (URL, headers) of a remote cache that takes uploads: inputs and outputs travel

@@ -24,8 +24,9 @@ from .cas import CorruptBlob
 from . import scratch
 from .digests import canonical_json
 from .executors import Executor
-from .planning import METRICS, Action, Planner, Sources
-from .step_protocol import FileInput, SourceFile, SourcesInput, StepReply, StepRequest
+from .planning import Planner
+from .rule_api import METRICS, Action, Sources
+from .rule_api.wire import FileInput, SourceFile, SourcesInput, StepReply, StepRequest
 
 RAN, CACHED, FAILED, SKIPPED = "ran", "cached", "failed", "skipped"
 _POLL = 0.2  # seconds between looks at actions another build is running

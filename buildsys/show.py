@@ -12,7 +12,7 @@ from rich.tree import Tree
 
 from .build import Stores, load_and_plan
 from .labels import Label
-from .ruleset import RuleSet
+from .rule_api import RuleSet
 from .action_lookup import ActionLookup, resolve_cached
 from .workspace import Workspace
 

@@ -5,7 +5,7 @@ An edge a -> b means target a depends on target b.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import networkx as nx
 
@@ -13,17 +13,8 @@ from .declarations import validate
 from .errors import Location, UserError, did_you_mean
 from .labels import Label, Pattern
 from .loading import Loader
-from .ruleset import Declaration, RuleSet
+from .rule_api import RuleSet, Target
 from .workspace import Workspace
-
-
-@dataclass(frozen=True)
-class Target:
-    label: Label
-    kind: str
-    decl: Declaration
-    location: Location
-    deps: tuple[Label, ...]
 
 
 class TargetGraph:

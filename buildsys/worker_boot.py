@@ -24,7 +24,7 @@ import time
 from multiprocessing.connection import Connection
 from pathlib import Path
 
-from buildsys.step_protocol import StepRequest
+from buildsys.rule_api.wire import StepRequest
 
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 

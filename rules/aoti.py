@@ -94,7 +94,7 @@ def run(ctx) -> dict:
 
     from .errors import StepError
 
-    cfg = AotiConfig.model_validate(ctx.config)
+    cfg: AotiConfig = ctx.config
     src = ctx.input_path("program")
     ep = load_program(src)
     if ep.example_inputs is None:

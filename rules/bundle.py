@@ -368,7 +368,7 @@ def run(ctx) -> dict:
     from .modelio import load_model
     from .verify import _vanishing, reference_scale
 
-    cfg = BundleConfig.model_validate(ctx.config)
+    cfg: BundleConfig = ctx.config
     program_path = ctx.input_path("program")
     model = load_model(ctx.workspace, cfg.model.entry, cfg.model.init_seed, cfg.model.weights)
     cases, repeated, precision = bundle_cases(model, cfg)

@@ -84,7 +84,7 @@ def run(ctx) -> dict:
     from .coreml_identity import normalize_package
     from .errors import StepError
 
-    cfg = CoremlCompressConfig.model_validate(ctx.config)
+    cfg: CoremlCompressConfig = ctx.config
     src = ctx.input_path("package")
     if not (src / "Manifest.json").is_file():
         raise StepError(f"{ctx.label}: input {src.name} is not an .mlpackage directory")

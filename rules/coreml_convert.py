@@ -88,7 +88,7 @@ def unconvertible_message(missing: dict, version: str, workspace) -> str:
 def run(ctx) -> dict:
     import coremltools as ct
 
-    cfg = CoremlConvertConfig.model_validate(ctx.config)
+    cfg: CoremlConvertConfig = ctx.config
     ep, rewritten = convertible(load_program(ctx.input_path("program")))
     missing = unconvertible(ep)
     if missing:

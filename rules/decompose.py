@@ -41,7 +41,7 @@ def decompose(ep, cfg: DecomposeConfig):
 
 
 def run(ctx) -> dict:
-    cfg = DecomposeConfig.model_validate(ctx.config)
+    cfg: DecomposeConfig = ctx.config
     from .export import normalize
 
     with sound_decompositions():

@@ -128,7 +128,7 @@ def export_failure_message(err: Exception, cfg: ExportConfig, workspace) -> str:
 
 
 def run(ctx) -> dict:
-    cfg = ExportConfig.model_validate(ctx.config)
+    cfg: ExportConfig = ctx.config
     model, args, kwargs = prepare(ctx.workspace, cfg)
     ep = export_model(model, args, kwargs, cfg, ctx.workspace)
     normalize(ep, ctx.workspace)

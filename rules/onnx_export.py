@@ -105,7 +105,7 @@ def run(ctx) -> dict:
 
     from .errors import StepError
 
-    cfg = OnnxExportConfig.model_validate(ctx.config)
+    cfg: OnnxExportConfig = ctx.config
     ep = load_program(ctx.input_path("program"))
     try:
         program = torch.onnx.export(ep, dynamo=True, verbose=False, opset_version=cfg.opset, optimize=cfg.optimize)

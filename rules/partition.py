@@ -176,7 +176,7 @@ def run(ctx) -> dict:
     import executorch.kernels.quantized  # noqa: F401  out-variants of quantized_decomposed ops (portable lowering)
     from executorch.exir import to_edge_transform_and_lower
 
-    cfg = PartitionConfig.model_validate(ctx.config)
+    cfg: PartitionConfig = ctx.config
     ep = load_program(ctx.input_path("program"))
     # only for Core ML: the patch imports coremltools, seconds that other backends need not pay
     coreml = any(isinstance(b, CoremlBackend) for b in cfg.backends)

@@ -378,7 +378,7 @@ def run(ctx) -> dict:
     from .export import normalize, prepare
     from .quantize_layers import Coverage, conv1d_to_linear, weight_bearing_layers
 
-    cfg = QuantizeConfig.model_validate(ctx.config)
+    cfg: QuantizeConfig = ctx.config
     ex = cfg.export
     samples = calibration_samples(ctx.workspace, cfg) if cfg.scheme == "pt2e_int8_static" else []
     model, args, kwargs = prepare(ctx.workspace, ex)

@@ -124,7 +124,7 @@ def _digests(ctx, cfg: ReleaseConfig) -> dict[str, str]:
 
 
 def run(ctx) -> dict:
-    cfg = ReleaseConfig.model_validate(ctx.config)
+    cfg: ReleaseConfig = ctx.config
     files: dict[str, Path | bytes] = {}
     digests = _digests(ctx, cfg)
     artifacts = [_entry(ctx, e, files, digests) for e in cfg.entries]

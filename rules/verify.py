@@ -309,7 +309,7 @@ def compressed_weights_check(ctx, cfg: VerifyConfig) -> dict:
 
 
 def run(ctx) -> dict:
-    cfg = VerifyConfig.model_validate(ctx.config)
+    cfg: VerifyConfig = ctx.config
     warnings = []
     if cfg.numeric:
         report, warnings = numeric_check(ctx, cfg)

@@ -14,24 +14,27 @@ import errno
 import importlib
 import os
 import sys
-import time
 import traceback
 from contextlib import contextmanager
 from pathlib import Path
 
+from pydantic import BaseModel
+
 from buildsys.rule_api import FileInput, SourcesInput, StepReply, StepRequest
 
+from . import RULESET
 from .errors import StepError, user_frames
 from .programs import expect_inputs
 from .toolchain_errors import explain
 
 
 class StepContext:
-    """What a step's run() sees: its config, input files and output directory."""
+    """What a step's run() sees: its config (validated against its step kind's config type), input
+    files and output directory."""
 
     def __init__(self, request: StepRequest, workspace: Path):
         self.request = request
-        self.config = request.config
+        self.config: BaseModel = RULESET.steps[request.step].config.model_validate(request.config)
         self.label = request.label
         self.workspace = workspace
         self.out_dir = Path(request.out_dir)
@@ -102,7 +105,6 @@ def run(request: StepRequest, workspace: Path) -> StepReply:
     """Run one action: its step's module's run(ctx), with its output captured into its log."""
     ctx = StepContext(request, workspace)
     expect_inputs(request.inputs)  # programs load only from bytes matching their record's digest
-    started = time.monotonic()
     with _captured(request.log):
         try:
             module = importlib.import_module(request.module)
@@ -120,7 +122,7 @@ def run(request: StepRequest, workspace: Path) -> StepReply:
             if frames:
                 return StepReply(ok=False, error=f"{frames}\n{type(err).__name__}: {err}", show_log=False)
             return StepReply(ok=False, error=explain(request.step, err, workspace, _log_text(request.log)), show_log=False)
-    return StepReply(ok=True, metrics=metrics, seconds=time.monotonic() - started)
+    return StepReply(ok=True, metrics=metrics)
 
 
 def preload() -> None:

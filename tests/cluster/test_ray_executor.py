@@ -20,7 +20,7 @@ import pytest
 from buildsys.digests import digest_file
 from buildsys.errors import UserError
 from buildsys.ray_executor import RayExecutor
-from buildsys.step_protocol import StepReply
+from buildsys.rule_api import StepReply
 from helpers import step_request
 from ray_cluster import ray_cluster
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from buildsys.step_protocol import FileInput, StepReply, StepRequest
+from buildsys.rule_api import FileInput, StepReply, StepRequest
 
 Step = Callable[[StepRequest], StepReply]
 
@@ -39,8 +39,6 @@ def no_output(request: StepRequest) -> StepReply:
 
 
 class FakeExecutor:
-    name = "fake"
-
     def __init__(self, steps: dict[str, Step], jobs: int = 2):
         self.steps = steps
         self.jobs = jobs

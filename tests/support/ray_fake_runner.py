@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from buildsys.step_protocol import SourcesInput, StepReply, StepRequest
+from buildsys.rule_api import SourcesInput, StepReply, StepRequest
 
 
 def preload() -> None:

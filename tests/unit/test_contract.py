@@ -115,3 +115,36 @@ def test_the_unit_tier_needs_neither_the_toolchain_nor_the_cli():
             offenders[path.name] = sorted(bad)
     assert offenders == {}
     assert len(list((TESTS / "unit").glob("test_*.py"))) >= 4
+
+
+def test_the_rule_api_is_a_leaf():
+    """Importing the contract (as every worker and Ray actor does to read a request) loads neither
+    the Starlark evaluator, nor the graph library, nor the planner."""
+    import subprocess
+    import sys
+
+    code = "import sys, buildsys.rule_api; print(sorted({'starlark', 'networkx', 'buildsys.planning'} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+    inside = [m for p in (REPO / "buildsys" / "rule_api").glob("*.py") for m in imports(p)
+              if m.startswith("buildsys.") and not m.startswith(("buildsys.rule_api", "buildsys.errors", "buildsys.labels",
+                                                                 "buildsys.digests", "buildsys.toolchain", "buildsys.units"))]
+    assert inside == [], "the contract imports only the shared vocabulary"
+
+
+def test_every_name_the_rule_api_exports_is_used_by_the_rules_or_its_context():
+    from buildsys import rule_api
+
+    used = {a.name for p in (REPO / "rules").rglob("*.py") for node in ast.walk(ast.parse(p.read_text()))
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("buildsys") for a in node.names}
+    context = (REPO / "buildsys" / "rule_api" / "plan.py").read_text().split("class PlanContext(Protocol):")[1]
+    assert [n for n in rule_api.__all__ if n not in used and f"-> {n}" not in context and f": {n}" not in context] == []
+
+
+def test_the_engine_names_no_rule_set():
+    """The engine knows no default plugin: the rule set's modules come from the rule set itself."""
+    found = [f"{name}: {node.value!r}" for name, path in sources("buildsys").items()
+             for node in ast.walk(ast.parse(path.read_text()))
+             if isinstance(node, ast.Constant) and isinstance(node.value, str)
+             and (node.value == "rules" or node.value.startswith("rules."))]
+    assert found == []

@@ -11,17 +11,25 @@ from types import SimpleNamespace
 
 import networkx as nx
 import pytest
+from pydantic import BaseModel, ConfigDict
 
 from buildsys.action_lookup import ActionLookup
 from buildsys.build import Stores
 from buildsys.labels import Label
 from buildsys.planning import Planner
-from buildsys.ruleset import RuleSet, StepKind
+from buildsys.rule_api import RuleSet, StepKind
 from buildsys.scheduler import CACHED, FAILED, RAN, SKIPPED, Scheduler
 from fake_executor import FakeExecutor, crash, fail, no_output, upper
 
+
+
+class UpperConfig(BaseModel):
+    model_config = ConfigDict(extra="allow")  # text, suffix, and what a behaviour is told to do
+
+
 # A step's module is only hashed into its key here (the fake executor runs Python functions).
-RULES = RuleSet(kinds={}, steps={"upper": StepKind("upper", "rules.report", ())})
+RULES = RuleSet(kinds={}, steps={"upper": StepKind("upper", "rules.report", UpperConfig, ())},
+                worker="fake_executor", rule_roots=("rules",))
 BEHAVIOURS = {"upper": upper, "fail": fail, "crash": crash, "no_output": no_output}
 
 
@@ -153,3 +161,28 @@ def test_the_executor_is_never_asked_for_more_than_it_has(b):
     chains = {n: [{"text": n}] for n in "abcdef"}
     b.run(chains, jobs=2)
     assert b.executor.most_at_once <= 2 and len(b.executor.ran) == 6
+
+
+def test_a_rule_asking_for_an_unknown_step_or_the_wrong_config_is_told_which(tmp_path: Path):
+    """ctx.action() checks the step and its config against the rule set: a clear error at the
+    target's call site, naming the steps there are, never a KeyError."""
+    from buildsys.errors import Location, UserError
+    from buildsys.planning import PlanningContext
+    from buildsys.rule_api import Declaration, Target
+
+    stores = Stores(tmp_path / "cache")
+    try:
+        planner = Planner(SimpleNamespace(workspace=SimpleNamespace(root=tmp_path)), RULES, stores.digests)
+        target = Target(Label.parse("//:t"), "thing", Declaration(name="t"), Location("BUILD.models", 3), ())
+        ctx = PlanningContext(planner, target)
+        with pytest.raises(UserError) as unknown:
+            ctx.action("uper", UpperConfig(text="a"), {}, ["out"])
+        with pytest.raises(UserError) as wrong:
+            ctx.action("upper", Declaration(name="x"), {}, ["out"])
+        action = ctx.action("upper", UpperConfig(text="a"), {}, ["out"])
+    finally:
+        stores.close()
+    assert str(unknown.value) == ("BUILD.models:3: thing() 't': its rule asks for a step 'uper' (did you mean 'upper'?), "
+                                  "which the rule set does not have; its steps are: upper")
+    assert str(wrong.value) == "BUILD.models:3: thing() 't': its rule gives the step 'upper' a Declaration; that step takes a UpperConfig"
+    assert action.config == {"text": "a"}

@@ -2,48 +2,37 @@
 
 A rule set names its target kinds (the functions BUILD.models may call), its step kinds (the
 actions workers run) and a Starlark prelude of value helpers such as `tensor()`. Importing a rule
-set must not import the toolchain: step modules are imported by name, inside workers only.
+set must not import the toolchain: a step module imports it inside run(), which only workers call.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import argparse
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Generic, Protocol, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel
 
+from .plan import Declaration, PlanContext, Planned
 
-class Declaration(BaseModel):
-    """A validated BUILD.models call. Subclasses list their fields; unknown ones are errors."""
+if TYPE_CHECKING:  # rich is the CLI's: the contract names its types without loading it
+    from rich.console import Console, RenderableType
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-
-    def dep_labels(self) -> list[str]:
-        """Labels (as written) of the targets this one depends on."""
-        return []
-
-    def dep_patterns(self) -> list[str]:
-        """Patterns (`//pkg/...`, `//pkg:all`) whose targets this one depends on, those of the
-        kinds `selects` accepts (a release of `//...` does not ship its models, nor itself)."""
-        return []
-
-    def selects(self, kind: str) -> bool:
-        return True
+D = TypeVar("D", bound=Declaration)
 
 
 @dataclass(frozen=True)
-class TargetKind:
+class TargetKind(Generic[D]):
     name: str  # the BUILD.models function, e.g. "executorch_program"
-    decl: type[Declaration]
-    plan: Callable[[Any, Any], Any]  # (its Declaration, a planning.PlanContext) -> a planning.Planned
+    decl: type[D]
+    plan: Callable[[D, PlanContext], Planned]  # run in the engine at plan time: never the toolchain
 
 
 @dataclass(frozen=True)
 class StepKind:
     name: str  # e.g. "export"
-    module: str  # e.g. "rules.export"; imported only in workers, hashed for the action key
+    module: str  # e.g. "rules.export": its run(ctx) runs in workers only; its source enters the action key
+    config: type[BaseModel]  # what ctx.action() must be given for it, and what run() receives, validated
     packages: tuple[str, ...]  # distributions whose versions enter the action key
     host_bound: bool = False  # its output is native code for this CPU: the CPU enters the key too
 
@@ -56,7 +45,7 @@ class Flag:
     setting: str  # e.g. "sign_key"
     metavar: str
     help: str
-    parse: Callable[[str], Any]  # the value as given -> the setting; ValueError says what is wrong
+    parse: Callable[[str], object]  # the value as given -> the setting; ValueError says what is wrong
 
 
 class Host(Protocol):
@@ -73,17 +62,17 @@ class Command:
 
     name: str
     help: str
-    arguments: Callable[[Any], None]  # adds its arguments to an argparse parser
-    run: Callable[[Any, Any, Any], int]
+    arguments: Callable[[argparse.ArgumentParser], None]  # adds its arguments to its parser
+    run: Callable[[argparse.Namespace, "Console", Host], int]
 
 
 @dataclass(frozen=True)
 class RuleSet:
     kinds: dict[str, TargetKind]
     steps: dict[str, StepKind]
+    worker: str  # the module workers run: preload() once, run(StepRequest, workspace) per action
+    rule_roots: tuple[str, ...]  # top-level packages of rule code: what a step imports from them enters its key
     prelude: str = ""  # Starlark source evaluated before every BUILD.models and .star file
     flags: tuple[Flag, ...] = ()
     commands: tuple[Command, ...] = ()
-    report: Callable[[dict], Any] | None = None  # a step's metrics -> what `show` prints (rich renderable)
-    worker: str = "rules.worker"  # the module workers run: preload() once, run(StepRequest, workspace) per action
-    rule_roots: tuple[str, ...] = field(default=("rules",))  # top-level packages of rule code
+    report: Callable[[dict], "RenderableType"] | None = None  # a step's metrics -> what `show` prints

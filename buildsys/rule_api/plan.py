@@ -1,0 +1,153 @@
+"""What a target kind's plan() works with: the target, the context it plans in, and what it returns.
+
+A target kind declares actions through the context (`ctx.action(...)`), wires them by their
+outputs, and returns what the target gives: an artifact for out/, the checks that must pass
+before it lands there, and typed providers for its dependents. The planner (buildsys/planning.py)
+implements PlanContext; nothing here loads the evaluator or the graph library.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from ..digests import digest_json
+from ..errors import Location, UserError
+from ..labels import Label
+
+
+class Declaration(BaseModel):
+    """A validated BUILD.models call. Subclasses list their fields; unknown ones are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+
+    def dep_labels(self) -> list[str]:
+        """Labels (as written) of the targets this one depends on."""
+        return []
+
+    def dep_patterns(self) -> list[str]:
+        """Patterns (`//pkg/...`, `//pkg:all`) whose targets this one depends on, those of the
+        kinds `selects` accepts (a release of `//...` does not ship its models, nor itself)."""
+        return []
+
+    def selects(self, kind: str) -> bool:
+        return True
+
+
+
+@dataclass(frozen=True)
+class Target:
+    """A validated BUILD.models call, with where it was made and the labels it depends on."""
+
+    label: Label
+    kind: str
+    decl: Declaration
+    location: Location
+    deps: tuple[Label, ...]
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Workspace files an action reads: (workspace-relative path, digest), sorted."""
+
+    files: tuple[tuple[str, str], ...]
+
+    def digest(self) -> str:
+        return digest_json([list(f) for f in self.files])
+
+
+P = TypeVar("P", bound="Provider")
+
+# The name under which an action's reported metrics can be another action's input (as JSON).
+METRICS = "@metrics"
+
+
+@dataclass(frozen=True)
+class Output:
+    action: str  # id of the producing action
+    name: str  # one of its outputs, or METRICS
+
+
+@dataclass
+class Action:
+    id: str
+    step: str
+    config: dict
+    inputs: dict[str, Sources | Output]
+    outputs: tuple[str, ...]
+    rule_digest: str
+    owners: set[Label] = field(default_factory=set)
+
+    def output(self, name: str) -> Output:
+        assert name in self.outputs, (self.step, name)
+        return Output(self.id, name)
+
+    def metrics(self) -> Output:
+        """What the step reported (its metrics), as an input for a step that summarizes it."""
+        return Output(self.id, METRICS)
+
+    @property
+    def label(self) -> Label:
+        return min(self.owners)
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A typed fact a target gives its dependents (Bazel's providers): rules subclass it as a
+    frozen dataclass, and a dependent asks for it by type."""
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What a target contributes: an artifact to place in out/, the checks that must pass
+    before it is placed there, and providers for dependents."""
+
+    artifact: Output | None = None
+    ext: str = ""  # out/<package>/<name><ext>
+    checks: tuple[Output, ...] = ()
+    providers: tuple[Provider, ...] = ()
+
+    def get(self, kind: type[P]) -> P | None:
+        """The provider of this type, or None if the target gives none."""
+        return next((p for p in self.providers if isinstance(p, kind)), None)
+
+    def required_actions(self) -> set[str]:
+        return ({self.artifact.action} if self.artifact else set()) | {c.action for c in self.checks}
+
+
+class PlanContext(Protocol):
+    """The view of the build a target kind's plan() gets (the planner implements it)."""
+
+    target: Target
+    label: Label
+
+    def error(self, message: str) -> UserError:
+        """An error about this target, at its BUILD.models call site."""
+
+    def python_module(self, module: str) -> Sources:
+        """The module's file and every first-party module it imports, from the workspace root."""
+
+    def package_dir(self) -> Path:
+        """The target's package directory."""
+
+    def files(self, paths: list[str], what: str = "file") -> Sources:
+        """Package-relative files (weights, data, calibration), each inside the package's directory."""
+
+    def setting(self, name: str) -> object | None:
+        """A build-wide setting given on the command line (a rule set's Flag), or None."""
+
+    def revision(self) -> dict:
+        """The workspace's version-control state: {"vcs": "git", "commit", "dirty"} or {"vcs": None}."""
+
+    def external_file(self, path: Path) -> Sources:
+        """A file the build was pointed at from outside the workspace (a key given on the command line)."""
+
+    def dep(self, text: str) -> tuple[Target, Planned]:
+        """A dependency (a label as written, relative to this package): its target and what it planned."""
+
+    def action(self, step: str, config: BaseModel, inputs: dict[str, Sources | Output], outputs: list[str]) -> Action:
+        """Declare an action of a step kind, with that step's config: identical ones are one action."""
