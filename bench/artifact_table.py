@@ -20,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "support"))
-from buildsys.action_cache import ActionCache  # noqa: E402
+from buildsys.cache.action_cache import ActionCache  # noqa: E402
 from helpers import copy_example  # noqa: E402
 
 MODELS = {  # name -> the model() declaration (as in the example BUILD.models)
@@ -84,7 +84,7 @@ def main() -> None:
     events = [json.loads(l) for l in events_path.read_text().splitlines()]
     seconds: dict[str, float] = defaultdict(float)
     failed: dict[str, str] = {}
-    cache = ActionCache(ws / "cache")
+    cache = ActionCache(ws / "cache" / "ac")
     reports = {}
     for e in events:
         for label in e["labels"]:

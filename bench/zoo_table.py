@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from buildsys.action_cache import ActionCache  # noqa: E402
+from buildsys.cache.action_cache import ActionCache  # noqa: E402
 
 ZOO = REPO / "tests" / "workspaces" / "zoo"
 EXT = {"pt2_program": ".pt2", "executorch_program": ".pte", "coreml_package": ".mlpackage",
@@ -103,7 +103,7 @@ class Results:
         self.seconds: dict[str, float] = defaultdict(float)
         self.failed: dict[str, str] = {}
         self.metrics: dict[tuple[str, str], dict] = {}  # (label, step) -> metrics
-        cache = ActionCache(ws / "cache")
+        cache = ActionCache(ws / "cache" / "ac")
         try:
             for e in events:
                 for label in e["labels"]:

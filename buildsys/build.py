@@ -11,11 +11,10 @@ from typing import Callable
 
 from filelock import FileLock, Timeout
 
-from .action_cache import ActionCache
-from .action_lookup import ActionLookup
-from .cache_gc import _DAY_NS, remove_idle_locks
-from .cas import CAS, CorruptBlob
-from .digests import FileDigests
+from .cache.lookup import ActionLookup
+from .cache.scratch import DAY_NS, remove_idle_locks
+from .cache.stores import Layout, Stores
+from .cache.cas import CorruptBlob
 from .errors import UserError
 from .events import EventLog
 from .executors import Executor
@@ -72,22 +71,6 @@ class BuildSummary:
         return self.state.count(status)
 
 
-class Stores:
-    """The cache directory's parts, opened together and closed together."""
-
-    def __init__(self, cache_dir: Path):
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        self.dir = cache_dir
-        self.digests = FileDigests(cache_dir)
-        self.action_cache = ActionCache(cache_dir)
-        self.cas = CAS(cache_dir)
-
-    def close(self) -> None:
-        self.digests.close()
-        self.action_cache.close()
-        self.cas.close()
-
-
 def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], stores: Stores,
                   settings: dict | None = None):
     targets = TargetGraph(workspace, ruleset)
@@ -99,11 +82,11 @@ def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], s
 
 def make_executor(options: BuildOptions, ruleset: RuleSet, workspace: Workspace) -> Executor:
     if options.executor == "local":
-        return LocalExecutor(max(1, options.jobs), ruleset.worker, workspace.root, options.cache_dir / "logs")
+        return LocalExecutor(max(1, options.jobs), ruleset.worker, workspace.root, Layout(options.cache_dir).logs)
     if options.executor == "ray":
         from .ray_executor import RayExecutor  # Ray is an optional extra, imported only when asked for
 
-        from .remote_cache import headers_from_env
+        from .cache.remote import headers_from_env
 
         # A remote cache that takes uploads carries the actions' inputs and outputs between nodes.
         remote = (options.remote_cache, headers_from_env(os.environ)) if options.remote_cache and options.remote_upload else None
@@ -114,7 +97,7 @@ def make_executor(options: BuildOptions, ruleset: RuleSet, workspace: Workspace)
 def make_remote(options: BuildOptions):
     if not options.remote_cache:
         return None
-    from .remote_cache import RemoteCache, headers_from_env
+    from .cache.remote import RemoteCache, headers_from_env
 
     return RemoteCache(options.remote_cache, upload=options.remote_upload, key=options.remote_cache_key,
                        headers=headers_from_env(os.environ))
@@ -148,7 +131,7 @@ def build(
     events = EventLog(options.build_events)
     try:
         targets, labels, planner = load_and_plan(workspace, ruleset, options.patterns, stores, options.settings)
-        out = OutTree(options.out_dir or workspace.root / "out", stores.cas, stores.digests)
+        out = OutTree(options.out_dir or workspace.root / "out", stores.cas, stores.digests, stores.layout.outputs)
         summary = BuildSummary(labels, BuildState())
         # A target's artifact goes to out/ once it and all its checks have succeeded.
         waiting_on = {l: planner.planned[l].required_actions() for l in labels if planner.planned[l].artifact}
@@ -181,7 +164,7 @@ def build(
         remote = make_remote(options)
         lookup = ActionLookup(ruleset, stores.action_cache, stores.cas, remote)
         scheduler = Scheduler(
-            planner, lookup, make_executor(options, ruleset, workspace), options.cache_dir,
+            planner, lookup, make_executor(options, ruleset, workspace), stores.layout,
             options.keep_going, on_event, options.explain, options.retry_failed,
         )
         summary.executor = options.executor
@@ -196,7 +179,7 @@ def build(
                 remote.close()
         summary.removed = out.remove_stale({l: p.ext for l, p in planner.planned.items() if p.artifact},
                                            options.patterns, targets.all_packages)
-        summary.store_warnings = stores.action_cache.warnings + summary.state.healed
+        summary.store_warnings = stores.warnings + summary.state.healed
         if remote is not None:
             summary.remote, summary.remote_url = remote.stats, remote.url
             summary.remote_warnings = remote.warnings
@@ -208,4 +191,4 @@ def build(
         stores.close()
         out_lock.release()
         # TMPDIR is not ours to fill: the out/ locks of workspaces no build has opened for a day go.
-        remove_idle_locks(Path(out_lock.lock_file).parent, time.time_ns() - _DAY_NS)
+        remove_idle_locks(Path(out_lock.lock_file).parent, time.time_ns() - DAY_NS)

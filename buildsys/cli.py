@@ -13,16 +13,16 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
+from .cache.stores import CACHE_ENV, cache_dir
+from .units import human_bytes
 from .errors import UserError
 from .rule_api import RuleSet
 from .workspace import Workspace
 
-CACHE_ENV = "MODELBUILD_CACHE_DIR"
 
 
 def _cache_dir(args, workspace: Workspace) -> Path:
-    chosen = args.cache_dir or os.environ.get(CACHE_ENV)
-    return Path(chosen).resolve() if chosen else workspace.root / "cache"
+    return cache_dir(args.cache_dir, workspace.root)
 
 
 def cmd_build(args, console: Console) -> int:
@@ -108,7 +108,7 @@ def cmd_query(args, console: Console) -> int:
 
 
 def cmd_show(args, console: Console) -> int:
-    from .build import Stores
+    from .cache.stores import Stores
     from .show import show
 
     workspace = Workspace.find()
@@ -121,7 +121,8 @@ def cmd_show(args, console: Console) -> int:
 
 def query_actions(args, workspace: Workspace, console: Console) -> int:
     """The action graph the patterns need (like `bazel aquery`): steps, ids, inputs, owners."""
-    from .build import Stores, load_and_plan
+    from .build import load_and_plan
+    from .cache.stores import Stores
     from .rule_api import Sources
 
     stores = Stores(_cache_dir(args, workspace))
@@ -160,28 +161,27 @@ def cmd_clean(args, console: Console) -> int:
 
 def _gc_inputs(args, console: Console):
     """The stores and the digests out/ holds; outside a workspace (a --cache-dir of its own), nothing is held."""
-    from .build import Stores
+    from .cache.stores import Layout, Stores
     from .outputs import OutTree
 
-    chosen = args.cache_dir or os.environ.get(CACHE_ENV)
     try:
         workspace = Workspace.find()
     except UserError:
-        if not chosen:
+        if cache_dir(args.cache_dir, None) is None:
             raise
         workspace = None
-    cache = Path(chosen).resolve() if chosen else workspace.root / "cache"
-    if not (cache / "cas").is_dir():
+    cache = cache_dir(args.cache_dir, workspace.root if workspace else None)
+    if not Layout(cache).exists():
         raise UserError(f"no cache at {cache} (nothing has been built with it)")
     stores = Stores(cache)
     if workspace is None:
         console.print("[dim]not in a workspace: no out/ tree to keep[/]")
         return stores, set()
-    return stores, OutTree(workspace.root / "out", stores.cas, stores.digests).held_digests()
+    return stores, OutTree(workspace.root / "out", stores.cas, stores.digests, stores.layout.outputs).held_digests()
 
 
 def cmd_cache_gc(args, console: Console) -> int:
-    from .cache_gc import collect, human_bytes, parse_size
+    from .cache.gc import collect, parse_size
 
     max_size = parse_size(args.max_size) if args.max_size is not None else None
     if max_size is None and args.older_than is None:
@@ -191,7 +191,7 @@ def cmd_cache_gc(args, console: Console) -> int:
     began = time.monotonic()
     stores, held = _gc_inputs(args, console)
     try:
-        r = collect(stores.cas, held, max_size, args.older_than)
+        r = collect(stores.layout, stores.cas, held, max_size, args.older_than)
     finally:
         stores.close()
         stores.cas.close()
@@ -216,7 +216,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def cmd_cache_stats(args, console: Console) -> int:
-    from .cache_gc import human_bytes, stats
+    from .cache.gc import stats
 
     stores, held = _gc_inputs(args, console)
     try:
@@ -323,13 +323,11 @@ def _probe(path: Path) -> int | None:
 
 
 def _cache_for_message(args) -> Path:
-    chosen = getattr(args, "cache_dir", None) or os.environ.get(CACHE_ENV)
-    if chosen:
-        return Path(chosen).resolve()
     try:
-        return Workspace.find().root / "cache"
+        root = Workspace.find().root
     except UserError:
-        return Path.cwd() / "cache"
+        root = Path.cwd()
+    return cache_dir(getattr(args, "cache_dir", None), root)
 
 
 def environment_fault(err: OSError | sqlite3.Error, args) -> str | None:

@@ -14,16 +14,17 @@ import shutil
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from .action_cache import OutputRecord
-from . import scratch
-from .cas import CAS
-from .digests import FileDigests, digest_bytes
+from .cache.action_cache import OutputRecord
+from .cache import scratch
+from .cache.cas import CAS
+from .cache.stat import FileDigests
+from .digests import digest_bytes
 from .errors import UserError
 from .labels import Label, Pattern
 
 
 class OutTree:
-    def __init__(self, root: Path, cas: CAS, digests: FileDigests, logs: Path | None = None):
+    def __init__(self, root: Path, cas: CAS, digests: FileDigests, logs: Path):
         if root.exists() and not root.is_dir():
             raise UserError(f"{root} is a file, but modelbuild writes the artifacts into a directory there; "
                             f"move or remove the file and build again")
@@ -31,8 +32,7 @@ class OutTree:
         self.cas = cas
         self.digests = digests
         self._swept: set[Path] = set()
-        # One {"label", "path"} line per output placed, in <cache>/outputs/ by default.
-        logs = logs or cas.root.parent / "outputs"
+        # One {"label", "path"} line per output placed, in the cache's outputs/ (Layout.outputs).
         self.log = logs / f"{digest_bytes(str(root.resolve()).encode())[:24]}.jsonl"
         self._logged: dict[str, dict] | None = None  # relative path -> log entry
 

@@ -14,7 +14,8 @@ from pathlib import Path
 import networkx as nx
 from pydantic import BaseModel, ValidationError
 
-from .digests import FileDigests, digest_json
+from .cache.stat import FileDigests
+from .digests import digest_json
 from .errors import UserError, did_you_mean
 from .labels import Label
 from .pysources import module_file, python_closure

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import UserError
-from .remote_cache import RemoteCache
+from .cache.remote import RemoteCache
 from .remote_transport import NotShared, is_handle, receive, send
 from .rule_api.wire import SourceFile, SourcesInput, StepReply, StepRequest
 

@@ -18,10 +18,11 @@ from typing import Callable
 
 from filelock import FileLock, Timeout
 
-from .action_cache import ActionResult, FailureRecord, OutputRecord
-from .action_lookup import ActionLookup
-from .cas import CorruptBlob
-from . import scratch
+from .cache.action_cache import ActionResult, FailureRecord, OutputRecord
+from .cache.lookup import ActionLookup
+from .cache.cas import CorruptBlob
+from .cache import scratch
+from .cache.stores import Layout
 from .digests import canonical_json
 from .executors import Executor
 from .planning import Planner
@@ -83,7 +84,7 @@ class Scheduler:
         planner: Planner,
         lookup: ActionLookup,
         executor: Executor,
-        cache_dir: Path,
+        layout: Layout,
         keep_going: bool,
         on_event: Callable[[str, Outcome | Action], None],
         explain: bool = False,
@@ -93,7 +94,7 @@ class Scheduler:
         self.lookup = lookup
         self.cas = lookup.cas
         self.executor = executor
-        self.tmp_root = cache_dir / "tmp"
+        self.tmp_root = layout.tmp
         self.keep_going = keep_going
         self.on_event = on_event  # ("started" | "finished", ...) for progress, events and outputs
         scratch.sweep(self.tmp_root)  # staging of a build that was killed
@@ -104,7 +105,7 @@ class Scheduler:
         self.explain = explain
         self.retry_failed = retry_failed
         self._reasons: dict[str, list[str]] = {}
-        self.lock_dir = cache_dir / "locks"
+        self.lock_dir = layout.locks
         self._locks: dict[str, FileLock] = {}
         self._rerun_requests: list[str] = []  # actions to resolve again, before anything else waiting
         self._reruns: dict[str, int] = {}

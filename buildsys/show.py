@@ -13,7 +13,9 @@ from rich.tree import Tree
 from .build import Stores, load_and_plan
 from .labels import Label
 from .rule_api import RuleSet
-from .action_lookup import ActionLookup, resolve_cached
+from .cache.action_cache import ActionResult
+from .cache.lookup import ActionLookup, Found
+from .planning import Planner
 from .workspace import Workspace
 
 
@@ -64,3 +66,18 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
             node.add(_report(ruleset, result.metrics))
     console.print(tree)
     return 0 if complete else 1
+
+
+def resolve_cached(planner: Planner, lookup: ActionLookup, action_ids: list[str]) -> dict[str, Found]:
+    """Resolve actions from the cache alone, running nothing: what a build would reuse right now
+    (for `show`). An action whose inputs are not all cached stays unresolved."""
+    found: dict[str, Found] = {}
+
+    def result_of(aid: str) -> ActionResult:
+        return found[aid].result
+
+    for aid in action_ids:  # dependency order
+        preds = list(planner.graph.predecessors(aid))
+        if all(p in found and found[p].result is not None for p in preds):
+            found[aid] = lookup.find(lookup.key(planner.actions[aid], result_of))
+    return found

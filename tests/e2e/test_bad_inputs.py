@@ -25,7 +25,7 @@ def snapshot(cache: Path) -> tuple[dict, dict]:
     """(action-cache records but notes, {blob digest: size}) of a cache."""
     db = diskcache.Cache(str(cache / "ac"))
     try:
-        records = {k: db[k] for k in db if not (isinstance(k, tuple) and k[0] == "note")}
+        records = {k: db[k] for k in db if not str(k).startswith("note:")}
     finally:
         db.close()
     blobs = {p.parent.name + p.name: p.stat().st_size for p in (cache / "cas").glob("??/*")}

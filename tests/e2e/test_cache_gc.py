@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from buildsys.cache_gc import CLOCK_SLACK_NS
+from buildsys.cache.gc import CLOCK_SLACK_NS
 from helpers import build, by_status, read_events, run_cli
 
 DAY = 86_400

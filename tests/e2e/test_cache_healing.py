@@ -84,10 +84,10 @@ def test_corrupt_artifact_and_intermediate_are_rebuilt_in_the_same_build(ws, ref
     """The .pte's blob and the exported program it was lowered from are both corrupt, and out/ is
     gone: placing the .pte finds its blob bad, the partition reruns, finds its input bad, the
     export reruns; one build, the right bytes."""
-    from buildsys.action_cache import ActionCache
+    from buildsys.cache.action_cache import ActionCache
 
     events = reference[2]
-    cache = ActionCache(ws / "cache")
+    cache = ActionCache(ws / "cache" / "ac")
     try:
         pte = cache.get(key_of(events, "partition", "//:mlp_xnnpack")).outputs["program.pte"].digest
         program = cache.get(key_of(events, "export", "//:mlp_xnnpack")).outputs["program.pt2"].digest
@@ -119,3 +119,52 @@ def test_a_record_under_another_key_or_edited_is_not_served(ws, reference):
     proc, after = rebuild(ws, reference)
     assert {(s, l) for s, l in by_status(after, "ran")} >= {("partition", "//:mlp_xnnpack"), ("verify", "//:mlp_pt2")}
     assert proc.stdout.count("stored under another key, or altered") == 2, proc.stdout
+
+
+class _Planted:
+    """Unpickling this makes a directory: proof that a store ran code it read."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def _damage(db: Path, marker: Path) -> int:
+    """Garbage into the store's rows, as a stray process or a hostile cache writer could: random bytes
+    in some values, a pickle that would run code in others (rows marked as diskcache's pickle mode)."""
+    import pickle
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        rows = [r for (r,) in con.execute("SELECT rowid FROM Cache ORDER BY rowid")]
+        for n, rowid in enumerate(rows[:10]):
+            if n % 2:
+                con.execute("UPDATE Cache SET mode = 4, value = ? WHERE rowid = ?",
+                            (pickle.dumps(_Planted(marker)), rowid))  # 4: diskcache's MODE_PICKLE
+            else:
+                con.execute("UPDATE Cache SET value = ? WHERE rowid = ?", (os.urandom(24), rowid))
+        con.commit()
+        return min(len(rows), 10)
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("store", ["stat", "ac"])
+def test_garbage_in_a_store_costs_a_rebuild_at_most_and_no_store_unpickles(ws, reference, store, tmp_path):
+    """Each SQLite store under cache/ (the stat cache of file digests, the action cache): garbage and
+    planted pickles in its rows are misses with one warning, and the build succeeds with the right
+    bytes; nothing planted runs."""
+    marker = tmp_path / "planted-code-ran"
+    assert _damage(ws / "cache" / store / "cache.db", marker) >= 2
+    proc, after = rebuild(ws, reference)
+    assert not marker.exists(), "a store unpickled a planted row"
+    said = {"stat": "the stat cache had an entry it could not use", "ac": "dropped the action-cache record"}[store]
+    assert said in proc.stdout, proc.stdout
+    if store == "stat":
+        assert proc.stdout.count(said) == 1, "one warning line, however many entries"
+        assert not by_status(after, "ran"), "the files are hashed again; their actions are still cached"
+    proc, _ = build(ws, *TARGETS, events="again.jsonl")
+    assert proc.returncode == 0 and "WARNING" not in proc.stdout, proc.stdout  # healed: the next build is quiet

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from buildsys.action_cache import ActionCache
+from buildsys.cache.action_cache import ActionCache
 from helpers import build, by_status, copy_example, read_events, run_cli
 
 BUILD = '''
@@ -83,7 +83,7 @@ def test_worker_killed_mid_action_leaves_no_trace_and_next_build_completes(tmp_p
     events = read_events(events_path)
     failed = [e for e in events if e["status"] == "failed"]
     assert failed and "died" in failed[0]["error"]
-    cache = ActionCache(ws / "cache")
+    cache = ActionCache(ws / "cache" / "ac")
     try:
         assert all(cache.get(e["action_key"]) is None for e in failed), "a killed action left a cache entry"
         # A dead worker says nothing about the inputs: its failure is not recorded to be replayed.

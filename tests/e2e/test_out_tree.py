@@ -84,7 +84,7 @@ def test_an_edited_output_leaves_the_cache_intact_and_is_restored(ws, keep_mtime
 def test_a_tree_keeps_its_executable_bit_and_its_digest(tmp_path):
     """A directory artifact (an .mlpackage, an AOTI source tree) comes out of the CAS with its modes,
     so out/ matches its record and is not rewritten by every build."""
-    from buildsys.cas import CAS
+    from buildsys.cache.cas import CAS
 
     src = tmp_path / "pkg.tree"
     (src / "bin").mkdir(parents=True)
@@ -92,7 +92,7 @@ def test_a_tree_keeps_its_executable_bit_and_its_digest(tmp_path):
     (src / "bin" / "run.sh").chmod(0o755)
     (src / "data.txt").write_text("weights\n")
     (src / "empty").mkdir()
-    cas = CAS(tmp_path / "cache")
+    cas = CAS(tmp_path / "cache" / "cas")
     digest = cas.put_tree(src)
     dest = tmp_path / "out" / "pkg.tree"
     cas.materialize(digest, True, dest)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from buildsys.action_cache import ActionCache
+from buildsys.cache.action_cache import ActionCache
 from helpers import build
 
 WORKSPACE = Path(__file__).parents[1] / "workspaces" / "quantize_coverage"
@@ -25,7 +25,7 @@ def built(tmp_path_factory):
     shutil.copytree(WORKSPACE, ws, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
     proc, events = build(ws, extra=("-j", "2"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    cache = ActionCache(ws / "cache")
+    cache = ActionCache(ws / "cache" / "ac")
     results = {(e["step"], label): cache.get(e["action_key"]) for e in events
                if e["status"] in ("ran", "cached") for label in e["labels"]}
     cache.close()

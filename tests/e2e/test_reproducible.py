@@ -85,7 +85,7 @@ def _files(ws: Path) -> dict[str, tuple[str, int]]:
 
 
 def test_every_format_is_byte_identical(builds):
-    from buildsys.cas import CAS
+    from buildsys.cache.cas import CAS
     from buildsys.digests import digest_file
 
     one, two = (_files(ws) for ws in builds)
@@ -111,7 +111,7 @@ def test_normalized_mlpackage_reads_as_the_converted_model(builds, tmp_path):
     names, which are derived from content (UUID version 5) and not drawn at random."""
     import coremltools as ct
 
-    from buildsys.cas import CAS
+    from buildsys.cache.cas import CAS
     from rules.coreml_identity import CONVERSION_DATE
 
     ws = builds[0]
@@ -130,7 +130,7 @@ def test_normalized_mlpackage_reads_as_the_converted_model(builds, tmp_path):
         "ct.convert(ep, **coreml_options(cfg.compute_units, cfg.compute_precision, "
         "cfg.minimum_deployment_target)).save(sys.argv[2])\n"
     )
-    proc = subprocess.run([sys.executable, "-c", convert, str(CAS(ws / "cache").path(program.digest)), str(raw_path)],
+    proc = subprocess.run([sys.executable, "-c", convert, str(CAS(ws / "cache" / "cas").path(program.digest)), str(raw_path)],
                           capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert proc.returncode == 0, proc.stderr
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from buildsys.action_cache import ActionCache
+from buildsys.cache.action_cache import ActionCache
 from helpers import build, run_cli
 
 WORKSPACE = Path(__file__).parents[1] / "workspaces" / "zoo"
@@ -35,7 +35,7 @@ def zoo(tmp_path_factory):
     proc, events = build(ws, extra=("--keep-going", "-j", "2"))
     query = run_cli(ws, "query", "//...")
     kinds = dict(reversed(line.split()[:2]) for line in query.stdout.splitlines())  # label -> kind
-    cache = ActionCache(ws / "cache")
+    cache = ActionCache(ws / "cache" / "ac")
     results, failures = {}, {}
     for e in events:
         for label in e["labels"]:

@@ -53,9 +53,9 @@ def by_status(events: list[dict], status: str) -> set[tuple[str, str]]:
 
 def action_results(workspace: Path, events: list[dict]) -> dict:
     """(step, label) -> the ActionResult in the cache, for every action that ran or was cached."""
-    from buildsys.action_cache import ActionCache
+    from buildsys.cache.action_cache import ActionCache
 
-    cache = ActionCache(workspace / "cache")
+    cache = ActionCache(workspace / "cache" / "ac")
     try:
         return {(e["step"], label): cache.get(e["action_key"])
                 for e in events if e["status"] in ("ran", "cached") for label in e["labels"]}

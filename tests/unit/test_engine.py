@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from buildsys.cas import CAS
-from buildsys.digests import FileDigests, digest_file
+from buildsys.cache.cas import CAS
+from buildsys.cache.stat import FileDigests
+from buildsys.digests import digest_file
 from buildsys.errors import UserError
 from buildsys.labels import Label, Pattern
 from buildsys.pysources import python_closure
@@ -55,7 +56,7 @@ def test_stat_cache_reads_an_unchanged_file_once(tmp_path: Path):
     path.write_bytes(b"x" * 1000)
     old = path.stat().st_mtime - 10  # older than the racy window
     os.utime(path, (old, old))
-    digests = FileDigests(tmp_path / "cache")
+    digests = FileDigests(tmp_path / "cache" / "stat")
     first = digests.digest(path)
     assert digests.digest(path) == first and digests.hashed == 1
     path.write_bytes(b"y" * 1000)
@@ -65,7 +66,7 @@ def test_stat_cache_reads_an_unchanged_file_once(tmp_path: Path):
 
 
 def test_cas_trees_roundtrip_and_corruption_is_detected(tmp_path: Path):
-    cas = CAS(tmp_path / "cache")
+    cas = CAS(tmp_path / "cache" / "cas")
     src = tmp_path / "pkg.mlpackage"
     (src / "Data" / "weights").mkdir(parents=True)  # an empty directory must survive
     (src / "Manifest.json").write_text("{}")
@@ -88,3 +89,48 @@ def test_rules_import_no_toolchain_at_load_time():
     code = "import sys, rules, buildsys.cli, modelbuild.__main__; print(sorted(m for m in %r if m in sys.modules))" % (TOOLCHAIN | {"numpy"},)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
+class _Planted:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+def test_the_sqlite_stores_refuse_pickled_rows_and_write_only_plain_data(tmp_path: Path):
+    """diskcache unpickles a row marked as pickled however the store is opened: ours refuse such rows
+    (a miss, one warning), and write nothing that would need pickle."""
+    import diskcache
+
+    from buildsys.cache.stores import Layout, Stores
+
+    src = tmp_path / "ws" / "a.txt"
+    src.parent.mkdir()
+    src.write_text("a")
+    os.utime(src, (1, 1))  # old enough to be remembered
+    marker = tmp_path / "ran"
+    layout = Layout(tmp_path / "cache")
+    Stores(layout.root).close()
+    with diskcache.Cache(str(layout.stat)) as raw:  # as a hostile writer would: pickle mode
+        raw.set(str(src.resolve()), _Planted(marker))
+    with diskcache.Cache(str(layout.ac)) as raw:
+        raw.set("k" * 64, _Planted(marker))
+    stores = Stores(layout.root)
+    try:
+        assert stores.digests.digest(src) == digest_file(src) and stores.digests.hashed == 1
+        assert stores.action_cache.get("k" * 64) is None
+        assert not marker.exists()
+        assert [w.split(" (")[0] for w in stores.warnings] == [
+            "the stat cache had an entry it could not use", f"dropped the action-cache record {'k' * 16}: unreadable"]
+        stores.action_cache.put_note("//:t/export", {"a": 1})
+        assert stores.action_cache.get_note("//:t/export") == {"a": 1}
+    finally:
+        stores.close()
+    with diskcache.Cache(str(layout.stat)) as raw, diskcache.Cache(str(layout.ac)) as ac:
+        import sqlite3
+
+        for db in (raw, ac):
+            modes = {m for (m,) in sqlite3.connect(Path(db.directory) / "cache.db").execute("SELECT mode FROM Cache")}
+            assert diskcache.core.MODE_PICKLE not in modes, "every row is plain data"

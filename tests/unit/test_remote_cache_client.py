@@ -9,10 +9,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from buildsys.cas import CAS
+from buildsys.cache.cas import CAS
 from buildsys.digests import canonical_json
 from buildsys.errors import UserError
-from buildsys.remote_cache import HEADER_ENV, RemoteCache, headers_from_env
+from buildsys.cache.remote import HEADER_ENV, RemoteCache, headers_from_env
 from dav_server import DavServer
 from helpers import keypair
 
@@ -31,7 +31,7 @@ def server(tmp_path_factory):
 
 @pytest.fixture
 def cas(tmp_path):
-    store = CAS(tmp_path / "local")
+    store = CAS(tmp_path / "local" / "cas")
     yield store
     store.close()
 
@@ -61,7 +61,7 @@ def test_blob_round_trip_into_a_fresh_cas(server, tmp_path, cas):
         assert remote.stats.blobs_uploaded == 1 and remote.stats.bytes_uploaded == len(data)
     assert (server.root / "cas" / digest).read_bytes() == data
 
-    fresh = CAS(tmp_path / "fresh")
+    fresh = CAS(tmp_path / "fresh" / "cas")
     try:
         with RemoteCache(server.url) as remote:
             assert remote.fetch_blob(digest, fresh)

@@ -13,8 +13,8 @@ import networkx as nx
 import pytest
 from pydantic import BaseModel, ConfigDict
 
-from buildsys.action_lookup import ActionLookup
-from buildsys.build import Stores
+from buildsys.cache.lookup import ActionLookup
+from buildsys.cache.stores import Stores
 from buildsys.labels import Label
 from buildsys.planning import Planner
 from buildsys.rule_api import RuleSet, StepKind
@@ -61,7 +61,7 @@ class Build:
             before(self.stores, ids)
         self.executor = FakeExecutor(BEHAVIOURS, jobs)
         lookup = ActionLookup(RULES, self.stores.action_cache, self.stores.cas)
-        scheduler = Scheduler(planner, lookup, self.executor, self.root / "cache", keep_going, lambda *_: None,
+        scheduler = Scheduler(planner, lookup, self.executor, self.stores.layout, keep_going, lambda *_: None,
                               retry_failed=retry_failed)
         try:
             state = scheduler.run(list(nx.lexicographical_topological_sort(planner.graph)))

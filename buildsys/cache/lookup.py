@@ -12,11 +12,10 @@ from typing import Callable
 
 from .action_cache import ActionCache, ActionResult, FailureRecord, OutputRecord
 from .cas import CAS, CorruptBlob
-from .digests import digest_json
-from .explain import material, reasons
-from .planning import Planner
-from .rule_api import METRICS, Action, RuleSet, Sources
-from .toolchain import toolchain
+from ..digests import digest_json
+from .keys import material, reasons
+from ..rule_api import METRICS, Action, RuleSet, Sources
+from ..toolchain import toolchain
 
 ResultOf = Callable[[str], ActionResult]  # action id -> the result it produced in this build
 
@@ -162,18 +161,3 @@ class ActionLookup:
             self.remote.put_record(key, result.model_dump(mode="json"))
         except Exception as err:  # the remote cache only saves time: nothing of it fails the build
             self.remote.stop_uploads(f"uploading {key[:16]} failed ({err!r})")
-
-
-def resolve_cached(planner: Planner, lookup: ActionLookup, action_ids: list[str]) -> dict[str, Found]:
-    """Resolve actions from the cache alone, running nothing: what a build would reuse right now
-    (for `show`). An action whose inputs are not all cached stays unresolved."""
-    found: dict[str, Found] = {}
-
-    def result_of(aid: str) -> ActionResult:
-        return found[aid].result
-
-    for aid in action_ids:  # dependency order
-        preds = list(planner.graph.predecessors(aid))
-        if all(p in found and found[p].result is not None for p in preds):
-            found[aid] = lookup.find(lookup.key(planner.actions[aid], result_of))
-    return found

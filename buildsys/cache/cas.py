@@ -8,7 +8,7 @@ editing it cannot change the store.
 
 Every use of a blob sets its mtime (as Bazel's disk cache does), so `cache gc` can remove the
 least recently used first; every process that opens the store registers a session, so gc
-leaves alone what a running build has used since it started (see buildsys/cache_gc.py).
+leaves alone what a running build has used since it started (see buildsys/cache/gc.py).
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 from . import scratch
-from .digests import canonical_json, digest_bytes, digest_file
+from ..digests import canonical_json, digest_bytes, digest_file
 
 
 class CorruptBlob(Exception):
@@ -100,7 +100,7 @@ class CAS:
     SESSIONS = ".sessions"
 
     def __init__(self, root: Path):
-        self.root = root / "cas"
+        self.root = root
         self.root.mkdir(parents=True, exist_ok=True)
         scratch.sweep(self.root)  # half-written blobs of a build that was killed
         self._used: set[str] = set()

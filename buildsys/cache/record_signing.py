@@ -15,7 +15,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from .errors import UserError
+from ..errors import UserError
 
 _ALLOWED = ("allowed: a PEM ed25519 private key (signs uploads and verifies downloads; "
             "`openssl genpkey -algorithm ed25519 -out cache.key`) or its PEM public key (verifies only; "

@@ -7,20 +7,20 @@ an engine fault says nothing about the inputs and is never recorded.
 
 A record names the key it was stored under and the digest of its own content: a record that
 does not parse, does not validate, sits under another key or does not match its digest (a copied,
-edited or torn record) is dropped as a miss, with a warning. A store SQLite cannot read is moved
-aside and started afresh: the CAS keeps the blobs, so the cost is rerunning, never a wrong result.
+edited or torn record, a pickled row) is dropped as a miss, with a warning. A store SQLite cannot
+read is moved aside and started afresh: the CAS keeps the blobs, so the cost is rerunning, never a
+wrong result.
 """
 from __future__ import annotations
 
-import os
-import sqlite3
+import json
 import time
 from pathlib import Path
 
-import diskcache
 from pydantic import BaseModel, ValidationError
 
-from .digests import canonical_json, digest_json
+from ..digests import canonical_json, digest_json
+from .plain_store import UNREADABLE, open_store
 
 
 class OutputRecord(BaseModel):
@@ -65,72 +65,63 @@ class FailureRecord(BaseModel):
 
 
 class ActionCache:
-    def __init__(self, root: Path):
-        self.dir = root / "ac"
+    """Records by key, as plain JSON text: results under the key, failures under "failure:<key>",
+    --explain's notes under "note:<target/step>"."""
+
+    def __init__(self, directory: Path):
+        self.dir = directory
         self.warnings: list[str] = []  # what was wrong with the store, for the build's summary
         # diskcache commits each set in one SQLite transaction: a record is whole or absent.
-        try:
-            self._db = diskcache.Cache(str(self.dir))
-            self._db.get("probe")  # a damaged file can open and fail only at its first read
-        except sqlite3.DatabaseError as err:
-            self._db = self._recreate(err)
+        self._db = open_store(directory, "action cache", self.warnings)
 
-    def _recreate(self, err: Exception) -> diskcache.Cache:
-        aside = self.dir.with_name(f"ac.unreadable-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
-        os.replace(self.dir, aside)
-        self.warnings.append(f"the action cache {self.dir} could not be read ({err}); it was moved to {aside} and a "
-                             "new one started: actions run again, and cached blobs are reused")
-        return diskcache.Cache(str(self.dir))
-
-    def _read(self, key, model: type[BaseModel]):
+    def _read(self, name: str, key: str, model: type[BaseModel]):
         try:
-            raw = self._db.get(key)
-        except sqlite3.DatabaseError as err:
-            self._drop(key, f"unreadable ({err})")
+            raw = self._db.get(name)
+        except UNREADABLE as err:
+            self._drop(name, key, f"unreadable ({type(err).__name__})")
             return None
         if raw is None:
             return None
         try:
-            record = _Sealed.model_validate_json(raw).opened(key[1] if isinstance(key, tuple) else key)
+            record = _Sealed.model_validate_json(raw).opened(key)
             if record is None:
-                self._drop(key, "stored under another key, or altered since it was written")
+                self._drop(name, key, "stored under another key, or altered since it was written")
                 return None
             return model.model_validate(record)
         except (ValidationError, ValueError, TypeError) as err:
-            self._drop(key, f"malformed ({type(err).__name__})")
+            self._drop(name, key, f"malformed ({type(err).__name__})")
             return None
 
-    def _drop(self, key, why: str) -> None:
-        name = key[1] if isinstance(key, tuple) else key
-        self.warnings.append(f"dropped the action-cache record {str(name)[:16]}: {why}; it counts as a miss")
+    def _drop(self, name: str, key: str, why: str) -> None:
+        self.warnings.append(f"dropped the action-cache record {key[:16]}: {why}; it counts as a miss")
         try:
-            self._db.delete(key)
-        except sqlite3.DatabaseError:
+            self._db.delete(name)
+        except UNREADABLE:
             pass
 
     def get(self, key: str) -> ActionResult | None:
-        return self._read(key, ActionResult)
+        return self._read(key, key, ActionResult)
 
     def put(self, key: str, result: ActionResult) -> None:
         self._db.set(key, _Sealed.seal(key, result))
-        self._db.delete(("failure", key))  # a retry that succeeded ends the recorded failure
+        self._db.delete(f"failure:{key}")  # a retry that succeeded ends the recorded failure
 
     def get_failure(self, key: str) -> FailureRecord | None:
-        return self._read(("failure", key), FailureRecord)
+        return self._read(f"failure:{key}", key, FailureRecord)
 
     def put_failure(self, key: str, failure: FailureRecord) -> None:
-        self._db.set(("failure", key), _Sealed.seal(key, failure.model_copy(update={"at": failure.at or time.time()})))
+        self._db.set(f"failure:{key}", _Sealed.seal(key, failure.model_copy(update={"at": failure.at or time.time()})))
 
     # Notes: the key material last built for a (target, step), for --explain. Not results.
     def get_note(self, name: str) -> dict | None:
         try:
-            note = self._db.get(("note", name))
-        except sqlite3.DatabaseError:
+            note = json.loads(self._db.get(f"note:{name}") or "null")
+        except (*UNREADABLE, TypeError, ValueError):
             return None
         return note if isinstance(note, dict) else None
 
     def put_note(self, name: str, value: dict) -> None:
-        self._db.set(("note", name), value)
+        self._db.set(f"note:{name}", canonical_json(value))
 
     def __len__(self) -> int:
         return len(self._db)

@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .cas import CAS
-from .errors import UserError
-from .units import human_bytes  # noqa: F401  (re-exported for the cli)
+from .scratch import DAY_NS, remove_idle_locks
+from .stores import Layout
+from ..errors import UserError
 
-_DAY_NS = 86_400 * 10**9
 # File times come from a coarse clock that can trail time.time_ns() by a tick: a blob marked just
 # after a build opened the store may carry a slightly earlier time.
 CLOCK_SLACK_NS = 10**9
@@ -54,7 +54,8 @@ class GcResult:
     locks_removed: int = 0  # idle per-action lock files (cache/locks)
 
 
-def collect(cas: CAS, held: set[str], max_size: int | None = None, older_than_days: float | None = None) -> GcResult:
+def collect(layout: Layout, cas: CAS, held: set[str], max_size: int | None = None,
+            older_than_days: float | None = None) -> GcResult:
     """Remove blobs unused for older_than_days, then the least recently used until the CAS is at most
     max_size bytes; never a blob in `held` or one used since a running build (or this gc) started."""
     now = time.time_ns()
@@ -74,7 +75,7 @@ def collect(cas: CAS, held: set[str], max_size: int | None = None, older_than_da
         else:
             candidates.append((st.st_mtime_ns, st.st_size, digest))
     candidates.sort()
-    too_old = now - older_than_days * _DAY_NS if older_than_days is not None else None
+    too_old = now - older_than_days * DAY_NS if older_than_days is not None else None
     for used, size, digest in candidates:
         if not ((too_old is not None and used < too_old) or (max_size is not None and total > max_size)):
             continue  # candidates are oldest first, but an age limit and a size limit each may still apply
@@ -85,33 +86,8 @@ def collect(cas: CAS, held: set[str], max_size: int | None = None, older_than_da
             result.removed_bytes += size
     result.kept_bytes = total
     result.kept = sum(1 for _ in cas.blobs())
-    result.locks_removed = remove_idle_locks(cas.root.parent / "locks", cutoff)
+    result.locks_removed = remove_idle_locks(layout.locks, cutoff)
     return result
-
-
-def remove_idle_locks(lock_dir: Path, cutoff: int) -> int:
-    """Remove the lock files (per action, or per out/ directory) no build holds and none touched since
-    `cutoff`. A build that opened one just before it went notices the unlinked file (filelock checks)
-    and takes a new one."""
-    import fcntl
-
-    removed = 0
-    for path in lock_dir.glob("*.lock") if lock_dir.is_dir() else ():
-        try:
-            if path.stat().st_mtime_ns >= cutoff:
-                continue
-            fd = os.open(path, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a build is running that action
-            path.unlink()
-            removed += 1
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-    return removed
 
 
 def _still_unused(cas: CAS, digest: str, cutoff: int) -> bool:

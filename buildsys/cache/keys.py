@@ -1,7 +1,7 @@
 """Action keys: what they are the digest of, and why one changed (ninja's `-d explain`)."""
 from __future__ import annotations
 
-from .rule_api import Sources
+from ..rule_api import Sources
 
 
 def material(action, input_digest, toolchain: dict, by_file: bool = False) -> dict:

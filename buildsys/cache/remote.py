@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import httpx
 
 from .cas import CAS
-from .digests import canonical_json
-from .errors import UserError
+from ..digests import canonical_json
+from ..errors import UserError
 from .record_signing import RecordKey
 
 HEADER_ENV = "MODELBUILD_REMOTE_CACHE_HEADER"
