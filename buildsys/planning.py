@@ -1,9 +1,8 @@
 """From targets to the action graph: each target kind's plan() declares its steps.
 
-An action's id is a digest of its step, rule source, config and the identities of its inputs
-(source digests, or the ids of the actions producing them). Identical steps of different
-targets get the same id and become one node. The cache key proper is computed later, by the
-scheduler, from the *content* digests of the inputs: an unchanged output stops a rebuild early.
+Each action is named by its id (cache/keys.py): identical steps of different targets get the same
+id and become one node. Its cache key is computed later, by the scheduler, from the *content*
+digests of its inputs: an unchanged output stops a rebuild early.
 """
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ from pathlib import Path
 import networkx as nx
 from pydantic import BaseModel, ValidationError
 
+from .cache import keys
 from .cache.stat import FileDigests
 from .digests import digest_json
 from .errors import UserError, did_you_mean
@@ -146,20 +146,11 @@ class Planner:
 
     def add_action(self, owner: Label, step: str, config: dict, inputs: dict[str, Sources | Output],
                    outputs: tuple[str, ...]) -> Action:
-        identity = {
-            "step": step,
-            "rule": self.rule_digest(step),
-            "config": config,
-            "inputs": {
-                k: {"sources": v.digest()} if isinstance(v, Sources) else {"action": v.action, "output": v.name}
-                for k, v in inputs.items()
-            },
-            "outputs": list(outputs),
-        }
-        action_id = digest_json(identity)
+        rule = self.rule_digest(step)
+        action_id = keys.action_id(step, rule, config, inputs, outputs)
         action = self.actions.get(action_id)
         if action is None:
-            action = Action(action_id, step, config, dict(inputs), outputs, identity["rule"])
+            action = Action(action_id, step, config, dict(inputs), outputs, rule)
             self.actions[action_id] = action
             self.graph.add_node(action_id)
             for value in inputs.values():

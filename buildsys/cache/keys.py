@@ -1,7 +1,26 @@
-"""Action keys: what they are the digest of, and why one changed (ninja's `-d explain`)."""
+"""An action's two identities, both written here and nowhere else.
+
+- Its id, at plan time: the digest of its step, rule source, config, outputs and the identities of
+  its inputs (source digests, or the producing action's id and output name). Identical steps of
+  different targets get the same id and become one node of the action graph.
+- Its key, at run time: the same, but with the *content* digests of its inputs and the toolchain's
+  versions. An input that comes out byte-identical keeps the key: the rebuild stops there.
+"""
 from __future__ import annotations
 
-from ..rule_api import Sources
+from ..digests import digest_json
+from ..rule_api import Output, Sources
+
+
+def action_id(step: str, rule_digest: str, config: dict, inputs: dict[str, Sources | Output], outputs: tuple[str, ...]) -> str:
+    return digest_json({
+        "step": step,
+        "rule": rule_digest,
+        "config": config,
+        "inputs": {k: {"sources": v.digest()} if isinstance(v, Sources) else {"action": v.action, "output": v.name}
+                   for k, v in inputs.items()},
+        "outputs": list(outputs),
+    })
 
 
 def material(action, input_digest, toolchain: dict, by_file: bool = False) -> dict:
@@ -20,36 +39,5 @@ def material(action, input_digest, toolchain: dict, by_file: bool = False) -> di
     }
 
 
-def _flatten(value, prefix: str = "") -> dict:
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
-        return out
-    return {prefix: value}
-
-
-def reasons(before: dict | None, now: dict) -> list[str]:
-    if before is None:
-        return ["never built before (no earlier key recorded for this target and step)"]
-    out = []
-    if before["rule"] != now["rule"]:
-        out.append(f"the {now['step']} rule's source changed")
-    for name in sorted(set(before["inputs"]) | set(now["inputs"])):
-        old, new = before["inputs"].get(name), now["inputs"].get(name)
-        if old == new:
-            continue
-        if isinstance(old, list) and isinstance(new, list):
-            o, n = dict(map(tuple, old)), dict(map(tuple, new))
-            changed = sorted(p for p in set(o) | set(n) if o.get(p) != n.get(p))
-            out.append(f"input '{name}' changed: {', '.join(changed)}")
-        else:
-            out.append(f"input '{name}' changed (its producer's output is different)")
-    old_cfg, new_cfg = _flatten(before["config"]), _flatten(now["config"])
-    for field in sorted(set(old_cfg) | set(new_cfg)):
-        if old_cfg.get(field) != new_cfg.get(field):
-            out.append(f"config {field}: {old_cfg.get(field)!r} -> {new_cfg.get(field)!r}")
-    for tool in sorted(set(before["toolchain"]) | set(now["toolchain"])):
-        if before["toolchain"].get(tool) != now["toolchain"].get(tool):
-            out.append(f"toolchain {tool}: {before['toolchain'].get(tool)} -> {now['toolchain'].get(tool)}")
-    return out or ["the cached result was missing or incomplete in the cache"]
+def action_key(material: dict) -> str:
+    return digest_json(material)

@@ -13,7 +13,8 @@ from typing import Callable
 from .action_cache import ActionCache, ActionResult, FailureRecord, OutputRecord
 from .cas import CAS, CorruptBlob
 from ..digests import digest_json
-from .keys import material, reasons
+from .explain import reasons
+from .keys import action_key, material
 from ..rule_api import METRICS, Action, RuleSet, Sources
 from ..toolchain import toolchain
 
@@ -57,7 +58,7 @@ class ActionLookup:
                         by_file)
 
     def key(self, action: Action, result_of: ResultOf) -> str:
-        return digest_json(self.material(action, result_of))
+        return action_key(self.material(action, result_of))
 
     # Explain ----------------------------------------------------------------------------------
     @staticmethod
