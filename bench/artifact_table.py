@@ -20,8 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests" / "support"))
-from buildsys.cache.action_cache import ActionCache  # noqa: E402
 from helpers import copy_example  # noqa: E402
+
+from buildsys.cache.action_cache import ActionCache  # noqa: E402
 
 MODELS = {  # name -> the model() declaration (as in the example BUILD.models)
     "transformer": 'entry = "models.transformer:Transformer", inputs = {"embedding": tensor([2, 32], fill = "rand")}, '

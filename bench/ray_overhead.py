@@ -26,8 +26,8 @@ os.environ["PYTHONPATH"] = str(TESTS)  # the workers (local, and a local Ray ins
 
 from ray_cluster import ray_cluster  # noqa: E402
 
-from buildsys.local_executor import LocalExecutor  # noqa: E402
-from buildsys.ray_executor import RayExecutor  # noqa: E402
+from buildsys.exec.local import LocalExecutor  # noqa: E402
+from buildsys.exec.ray import RayExecutor  # noqa: E402
 from buildsys.rule_api import FileInput, SourceFile, SourcesInput, StepRequest  # noqa: E402
 
 

@@ -1,31 +1,27 @@
 """One build: load, plan, schedule, place outputs. Returns what happened; prints nothing itself."""
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from filelock import FileLock, Timeout
-
+from .cache.cas import CorruptBlob
 from .cache.lookup import ActionLookup
 from .cache.scratch import DAY_NS, remove_idle_locks
 from .cache.stores import Layout, Stores
-from .cache.cas import CorruptBlob
 from .errors import UserError
 from .events import EventLog
-from .executors import Executor
-from .local_executor import LocalExecutor
+from .exec.executor import Executor
+from .exec.local import LocalExecutor
+from .exec.scheduler import CACHED, FAILED, RAN, BuildState, Outcome, Scheduler
 from .labels import Label
-from .outputs import OutTree
+from .load.target_graph import TargetGraph
+from .load.workspace import Workspace
+from .out_tree import OutTree, default_out, lock_out
 from .planning import Planner
 from .rule_api import Action, RuleSet
-from .scheduler import CACHED, FAILED, RAN, BuildState, Outcome, Scheduler
-from .target_graph import TargetGraph
-from .workspace import Workspace
 
 
 @dataclass
@@ -84,9 +80,10 @@ def make_executor(options: BuildOptions, ruleset: RuleSet, workspace: Workspace)
     if options.executor == "local":
         return LocalExecutor(max(1, options.jobs), ruleset.worker, workspace.root, Layout(options.cache_dir).logs)
     if options.executor == "ray":
-        from .ray_executor import RayExecutor  # Ray is an optional extra, imported only when asked for
-
         from .cache.remote import headers_from_env
+        from .exec.ray import (
+            RayExecutor,  # Ray is an optional extra, imported only when asked for
+        )
 
         # A remote cache that takes uploads carries the actions' inputs and outputs between nodes.
         remote = (options.remote_cache, headers_from_env(os.environ)) if options.remote_cache and options.remote_upload else None
@@ -103,22 +100,6 @@ def make_remote(options: BuildOptions):
                        headers=headers_from_env(os.environ))
 
 
-def _lock_out(out_dir: Path, on_progress) -> FileLock:
-    """One build at a time writes a workspace's out/: a second one waits, and says so. The lock
-    lives outside the workspace (nothing in out/ but artifacts, nothing new for git to see)."""
-    name = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:32]
-    lock_dir = Path(tempfile.gettempdir()) / f"modelbuild-{os.getuid()}"
-    lock_dir.mkdir(mode=0o700, exist_ok=True)
-    lock = FileLock(lock_dir / f"out-{name}.lock", blocking=False)
-    try:
-        lock.acquire()
-    except Timeout:
-        on_progress("waiting", f"another build is writing {out_dir}; waiting for it to finish")
-        lock = FileLock(lock_dir / f"out-{name}.lock")
-        lock.acquire()
-    return lock
-
-
 def build(
     workspace: Workspace,
     ruleset: RuleSet,
@@ -126,12 +107,13 @@ def build(
     on_progress: Callable[[str, Outcome | Action], None] = lambda *_: None,
 ) -> BuildSummary:
     start = time.monotonic()
-    out_lock = _lock_out(options.out_dir or workspace.root / "out", on_progress)
+    out_dir = options.out_dir or default_out(workspace.root)
+    out_lock = lock_out(out_dir, on_progress)
     stores = Stores(options.cache_dir)
     events = EventLog(options.build_events)
     try:
         targets, labels, planner = load_and_plan(workspace, ruleset, options.patterns, stores, options.settings)
-        out = OutTree(options.out_dir or workspace.root / "out", stores.cas, stores.digests, stores.layout.outputs)
+        out = OutTree(out_dir, stores.cas, stores.digests, stores.layout.outputs)
         summary = BuildSummary(labels, BuildState())
         # A target's artifact goes to out/ once it and all its checks have succeeded.
         waiting_on = {l: planner.planned[l].required_actions() for l in labels if planner.planned[l].artifact}

@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 from typing import IO
 
-from .scheduler import Outcome
+from .exec.scheduler import Outcome
 
 
 class EventLog:

@@ -18,11 +18,11 @@ from .cache.stat import FileDigests
 from .digests import digest_json
 from .errors import UserError, did_you_mean
 from .labels import Label
-from .pysources import module_file, python_closure
-from .revision import workspace_revision
+from .load.pysources import module_file, python_closure
+from .load.revision import workspace_revision
+from .load.target_graph import TargetGraph
+from .load.workspace import BUILD_FILE
 from .rule_api import Action, Output, PlanContext, Planned, RuleSet, Sources, Target
-from .target_graph import TargetGraph
-from .workspace import BUILD_FILE
 
 
 def _owning_dir(path: Path, package: Path) -> Path | None:

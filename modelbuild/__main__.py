@@ -6,7 +6,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    from buildsys.cli import main as run
+    from buildsys.cli.main import main as run
     from rules import RULESET  # importing the rules loads no toolchain
 
     return run(RULESET, argv)

@@ -6,8 +6,16 @@ from buildsys.rule_api import Flag, RuleSet, StepKind, TargetKind
 
 from .aoti import AotiConfig
 from .artifacts import (
-    AotiPackage, CoremlPackage, ExecutorchProgram, OnnxModel, Pt2Program, plan_aoti, plan_coreml, plan_executorch,
-    plan_onnx, plan_pt2,
+    AotiPackage,
+    CoremlPackage,
+    ExecutorchProgram,
+    OnnxModel,
+    Pt2Program,
+    plan_aoti,
+    plan_coreml,
+    plan_executorch,
+    plan_onnx,
+    plan_pt2,
 )
 from .bundle import BundleConfig
 from .coreml_compress import CoremlCompressConfig
@@ -18,8 +26,8 @@ from .model import ModelDecl, plan_model
 from .onnx_export import OnnxExportConfig
 from .partition import PartitionConfig
 from .provenance import signing_key
-from .release_command import VERIFY_RELEASE
 from .quantize import QuantizeConfig
+from .release_command import VERIFY_RELEASE
 from .release_target import ReleaseConfig, ReleaseDecl, plan_release
 from .report import metrics_view
 from .specs import PRELUDE

@@ -11,7 +11,15 @@ from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, field_validator
 
-from buildsys.rule_api import METRICS, Declaration, Output, PlanContext, Planned, Provider, Sources
+from buildsys.rule_api import (
+    METRICS,
+    Declaration,
+    Output,
+    PlanContext,
+    Planned,
+    Provider,
+    Sources,
+)
 
 from .aoti import AotiConfig
 from .coreml_compress import Compression, CoremlCompressConfig

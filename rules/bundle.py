@@ -39,7 +39,14 @@ from pathlib import Path
 
 from .export import ExportConfig
 from .specs import Spec
-from .verify import CASE_NAMES, VANISHING_CAUSE, VANISHING_FIX, VANISHING_RMS, CaseName, Tolerance
+from .verify import (
+    CASE_NAMES,
+    VANISHING_CAUSE,
+    VANISHING_FIX,
+    VANISHING_RMS,
+    CaseName,
+    Tolerance,
+)
 
 METHOD = "forward"
 PEAK_FACTOR = 16.0  # atol in RMS errors at the SNR bound: that error in 1 of 256 elements
@@ -156,9 +163,14 @@ def bundle_tolerance(tol: Tolerance, reference_rms: float) -> dict:
 def make_bundle(program: bytes, cases: list[BundleCase]) -> bytes:
     """The .bpte of `program` (a .pte's bytes) with these cases for its forward method.
     Deterministic: the same program and tensors give the same bytes."""
-    from executorch.devtools.bundled_program.config import MethodTestCase, MethodTestSuite
+    from executorch.devtools.bundled_program.config import (
+        MethodTestCase,
+        MethodTestSuite,
+    )
     from executorch.devtools.bundled_program.core import BundledProgram
-    from executorch.devtools.bundled_program.serialize import serialize_from_bundled_program_to_flatbuffer
+    from executorch.devtools.bundled_program.serialize import (
+        serialize_from_bundled_program_to_flatbuffer,
+    )
 
     suite = MethodTestSuite(METHOD, [MethodTestCase(inputs=c.inputs, expected_outputs=c.expected) for c in cases])
     with tempfile.TemporaryDirectory() as tmp:  # BundledProgram reads a program from a file only
@@ -208,7 +220,9 @@ def _value(value):
     """A bundled Value {val_type, val}: a torch tensor, or an int, bool or float."""
     import flatbuffers.number_types as n
     import torch
-    from executorch.devtools.bundled_program.serialize.generated.bundled_program_flatbuffer.ValueUnion import ValueUnion
+    from executorch.devtools.bundled_program.serialize.generated.bundled_program_flatbuffer.ValueUnion import (
+        ValueUnion,
+    )
     from executorch.exir.scalar_type import ScalarType
     from executorch.exir.tensor import get_scalar_type
     from flatbuffers.table import Table
@@ -267,7 +281,8 @@ def run_bundle(bpte: bytes, rtol: float, atol: float) -> list[dict]:
     passed, and max_abs_error and snr_db when the program ran, or error."""
     import executorch.kernels.quantized  # noqa: F401  quantized_decomposed kernels, as an app links them
     from executorch.extension.pybindings.portable_lib import (
-        _load_bundled_program_from_buffer, _load_for_executorch_from_bundled_program,
+        _load_bundled_program_from_buffer,
+        _load_for_executorch_from_bundled_program,
     )
 
     from .runners import compare

@@ -80,7 +80,13 @@ def run(ctx) -> dict:
     import coremltools as ct
     import coremltools.optimize.coreml as cto
 
-    from .coreml_check import canonical_name, decompressed_weights, load_program, snr_db, weight_consts
+    from .coreml_check import (
+        canonical_name,
+        decompressed_weights,
+        load_program,
+        snr_db,
+        weight_consts,
+    )
     from .coreml_identity import normalize_package
     from .errors import StepError
 

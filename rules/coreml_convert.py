@@ -18,8 +18,8 @@ from __future__ import annotations
 from .coreml_identity import normalize_package
 from .errors import StepError
 from .programs import load_program
-from .toolchain_errors import COREML_VIA_EXECUTORCH, origin
 from .specs import ComputeUnits, DeploymentTarget, Precision, Spec, coreml_options
+from .toolchain_errors import COREML_VIA_EXECUTORCH, origin
 
 
 class CoremlConvertConfig(Spec):
@@ -42,7 +42,9 @@ def _kind(node) -> str:
 
 def unconvertible(ep) -> dict:
     """op -> the first node of the program whose op coremltools has no conversion for."""
-    from coremltools.converters.mil.frontend.torch.torch_op_registry import _TORCH_OPS_REGISTRY
+    from coremltools.converters.mil.frontend.torch.torch_op_registry import (
+        _TORCH_OPS_REGISTRY,
+    )
 
     found = {}
     for node in ep.graph.nodes:

@@ -17,7 +17,9 @@ class StepError(Exception):
 def _not_user_dirs() -> tuple[str, ...]:
     """Directories whose code is never the user's, whatever directory holds them: the standard
     library, installed packages, the virtualenv, and modelbuild's own engine and rules."""
-    from buildsys import rule_api  # the engine: rules depend on it, so it is importable wherever rules are
+    from buildsys import (
+        rule_api,  # the engine: rules depend on it, so it is importable wherever rules are
+    )
 
     dirs = {str(Path(__file__).parent), str(Path(rule_api.__file__).parent)}
     for base in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):

@@ -15,8 +15,8 @@ from typing import Annotated
 from pydantic import Field
 
 from .programs import load_program
-from .toolchain_errors import explain
 from .specs import DimSpec, Spec
+from .toolchain_errors import explain
 
 _TWO_GB = 2**31 - 2**20  # protobuf's limit, less room for the graph itself
 

@@ -22,7 +22,9 @@ class PartitionConfig(Spec):
 
 def _partitioner(backend):
     if backend.backend == "xnnpack":
-        from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+        from executorch.backends.xnnpack.partition.xnnpack_partitioner import (
+            XnnpackPartitioner,
+        )
 
         return XnnpackPartitioner()
     if isinstance(backend, CoremlBackend):
@@ -37,12 +39,16 @@ def _partitioner(backend):
         )
         return CoreMLPartitioner(compile_specs=specs)
     if backend.backend == "mps":
-        from executorch.backends.apple.mps.partition.mps_partitioner import MPSPartitioner
+        from executorch.backends.apple.mps.partition.mps_partitioner import (
+            MPSPartitioner,
+        )
         from executorch.exir.backend.compile_spec_schema import CompileSpec
 
         return MPSPartitioner(compile_specs=[CompileSpec("use_fp16", bytes([backend.use_fp16]))])
     if backend.backend == "vulkan":
-        from executorch.backends.vulkan.partitioner.vulkan_partitioner import VulkanPartitioner
+        from executorch.backends.vulkan.partitioner.vulkan_partitioner import (
+            VulkanPartitioner,
+        )
 
         return VulkanPartitioner()
     raise ValueError(f"no partitioner for backend {backend.backend!r}")

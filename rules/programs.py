@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-
 # Loading a .pt2 unpickles parts of it, so a program is loaded only from bytes that match the
 # digest its action-cache record names: the worker registers each input's digest here, and the
 # bytes hashed are the bytes loaded (no window for the file to change in between).
@@ -165,7 +164,9 @@ def sound_decompositions():
 def _flash_attention_for_cpu_as_traced(query, key, value, dropout_p=0.0, is_causal=False, *, attn_mask=None, scale=None):
     """torch's decomposition of the op, with the result laid out in memory as its meta lays it out."""
     import torch
-    from torch._decomp.decompositions import scaled_dot_product_flash_attention_for_cpu as torchs
+    from torch._decomp.decompositions import (
+        scaled_dot_product_flash_attention_for_cpu as torchs,
+    )
     from torch._prims_common import compute_elementwise_output_logical_to_physical_perm
     from torch.fx.experimental.symbolic_shapes import statically_known_true
 

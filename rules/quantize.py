@@ -192,7 +192,9 @@ def quantize_pt2e(model, cfg: QuantizeConfig, args, kwargs, samples, workspace):
     """Export, annotate for XNNPACK, observe (static: on the samples), convert, export again.
     Returns the program and the names of the layers whose weights were quantized."""
     import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        get_symmetric_quantization_config,
+    )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from .histogram_observer import with_fast_histograms

@@ -31,7 +31,10 @@ def artifact_sizes(path: Path, fmt: str) -> dict:
 
 
 def pte_sizes(path: Path) -> dict:
-    from executorch.exir._serialize._program import _flatbuffer_to_program, _get_extended_header
+    from executorch.exir._serialize._program import (
+        _flatbuffer_to_program,
+        _get_extended_header,
+    )
     from executorch.exir.schema import DataLocation
 
     data = path.read_bytes()
@@ -69,7 +72,9 @@ def pte_sizes(path: Path) -> dict:
 def _payload_weights(backend: str, payload: bytes) -> int:
     """Weight bytes inside a delegate payload, for the backends whose payload format we can read."""
     if backend == "XnnpackBackend":  # a header, the XNNPACK graph, then constant data (none in 1.x)
-        from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import XNNHeader
+        from executorch.backends.xnnpack.serialization.xnnpack_graph_serialize import (
+            XNNHeader,
+        )
 
         try:
             header = XNNHeader.from_bytes(payload[:XNNHeader.EXPECTED_LENGTH])

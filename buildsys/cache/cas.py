@@ -24,8 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from . import scratch
 from ..digests import canonical_json, digest_bytes, digest_file
+from . import scratch
 
 
 class CorruptBlob(Exception):

@@ -19,10 +19,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import UserError
 from .cas import CAS
 from .scratch import DAY_NS, remove_idle_locks
 from .stores import Layout
-from ..errors import UserError
 
 # File times come from a coarse clock that can trail time.time_ns() by a tick: a blob marked just
 # after a build opened the store may carry a slightly earlier time.

@@ -10,13 +10,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-from .action_cache import ActionCache, ActionResult, FailureRecord, OutputRecord
-from .cas import CAS, CorruptBlob
 from ..digests import digest_json
-from .explain import reasons
-from .keys import action_key, material
 from ..rule_api import METRICS, Action, RuleSet, Sources
 from ..toolchain import toolchain
+from .action_cache import ActionCache, ActionResult, FailureRecord, OutputRecord
+from .cas import CAS, CorruptBlob
+from .explain import reasons
+from .keys import action_key, material
 
 ResultOf = Callable[[str], ActionResult]  # action id -> the result it produced in this build
 

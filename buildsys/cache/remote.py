@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from .cas import CAS
 from ..digests import canonical_json
 from ..errors import UserError
+from .cas import CAS
 from .record_signing import RecordKey
 
 HEADER_ENV = "MODELBUILD_REMOTE_CACHE_HEADER"

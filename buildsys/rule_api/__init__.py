@@ -15,7 +15,17 @@ from ..labels import Label
 from ..toolchain import toolchain
 from ..units import human_bytes
 from .kinds import Command, Flag, Host, RuleSet, StepKind, TargetKind
-from .plan import METRICS, Action, Declaration, Output, PlanContext, Planned, Provider, Sources, Target
+from .plan import (
+    METRICS,
+    Action,
+    Declaration,
+    Output,
+    PlanContext,
+    Planned,
+    Provider,
+    Sources,
+    Target,
+)
 from .wire import FileInput, SourcesInput, StepReply, StepRequest
 
 __all__ = [

@@ -9,7 +9,6 @@ import hashlib
 from pathlib import Path
 
 import pytest
-
 from dav_server import DavServer
 from helpers import build, by_status, copy_example
 from ray_cluster import ray_cluster

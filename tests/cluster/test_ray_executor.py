@@ -16,13 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import step_request
+from ray_cluster import ray_cluster
 
 from buildsys.digests import digest_file
 from buildsys.errors import UserError
-from buildsys.ray_executor import RayExecutor
+from buildsys.exec.ray import RayExecutor
 from buildsys.rule_api import StepReply
-from helpers import step_request
-from ray_cluster import ray_cluster
 
 HERE = Path(__file__).parent
 SUPPORT = HERE.parent / "support"
@@ -181,7 +181,7 @@ import json, sys
 from pathlib import Path
 sys.path.insert(0, sys.argv[3])
 from buildsys.errors import UserError
-from buildsys.ray_executor import RayExecutor
+from buildsys.exec.ray import RayExecutor
 from test_ray_executor import request, run_all, _children
 before = _children()
 try:
@@ -333,7 +333,7 @@ def _children() -> set[int]:
 
 
 def test_an_exception_without_a_message_still_gives_a_reason():
-    from buildsys.ray_executor import _reason
+    from buildsys.exec.ray import _reason
 
     assert _reason(ConnectionError()) == "ConnectionError, with no message from Ray"
     assert _reason(RuntimeError("  two\n  lines ")) == "two lines"

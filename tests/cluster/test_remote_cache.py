@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from dav_server import DavServer
 from helpers import REPO, build, by_status, keypair, read_events
 from nginx_server import NGINX, NginxDav

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import diskcache
 import pytest
-
 from bad_inputs.corpus import CASES, CATEGORIES, Case, Link, safetensors
 from helpers import read_events, run_cli
 

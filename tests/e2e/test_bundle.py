@@ -16,10 +16,15 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from helpers import REPO, build, run_step_request
+
 from rules.bundle import (
-    BundleCase, bundle_tolerance, check_bundle, make_bundle, read_bundle, reference_outputs,
+    BundleCase,
+    bundle_tolerance,
+    check_bundle,
+    make_bundle,
+    read_bundle,
+    reference_outputs,
 )
 from rules.verify import Tolerance
 

@@ -12,9 +12,9 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import build, by_status, read_events, run_cli
 
 from buildsys.cache.gc import CLOCK_SLACK_NS
-from helpers import build, by_status, read_events, run_cli
 
 DAY = 86_400
 

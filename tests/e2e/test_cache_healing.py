@@ -11,7 +11,6 @@ from pathlib import Path
 
 import diskcache
 import pytest
-
 from helpers import build, by_status
 
 WORKSPACE = Path(__file__).parents[1] / "workspaces" / "release"

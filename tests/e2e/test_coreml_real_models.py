@@ -14,7 +14,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO, build, run_cli
 
 WORKSPACE = REPO / "tests" / "workspaces" / "coreml"

@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO, action_results, build, run_cli
 
 WORKSPACE = Path(__file__).parents[1] / "workspaces" / "checks"

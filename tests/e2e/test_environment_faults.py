@@ -10,7 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from helpers import build, by_status, run_cli
 
 BUILT, NEW = "//:mlp_pt2", "//:mlp_xnnpack"  # in the cache already; not yet (it must write)

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from buildsys.target_graph import TargetGraph
-from buildsys.workspace import Workspace
 from helpers import by_status, read_events, run_cli
+
+from buildsys.load.target_graph import TargetGraph
+from buildsys.load.workspace import Workspace
 from rules import RULESET
 from rules.modelio import example_inputs, load_model
 

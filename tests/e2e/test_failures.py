@@ -8,8 +8,9 @@ import sys
 import time
 from pathlib import Path
 
-from buildsys.cache.action_cache import ActionCache
 from helpers import build, by_status, copy_example, read_events, run_cli
+
+from buildsys.cache.action_cache import ActionCache
 
 BUILD = '''
 model(name = "sincos", entry = "models.sincos:SinCos",

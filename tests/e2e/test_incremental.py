@@ -5,7 +5,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from helpers import build, by_status, copy_example
 
 BUILD = '''

@@ -4,9 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
-
 from helpers import build, by_status, read_events, run_cli
+from safetensors.torch import save_file
 
 NET = '''import torch
 

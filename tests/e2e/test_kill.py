@@ -59,7 +59,7 @@ def workers(ws: Path) -> list[int]:
             state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if b"buildsys.worker_boot" in argv and str(ws).encode() in argv and state != "Z":
+        if b"buildsys.exec.worker_main" in argv and str(ws).encode() in argv and state != "Z":
             found.append(int(entry))
     return found
 
@@ -139,7 +139,7 @@ STUCK_STEP = '''import os, re, subprocess, sys
 
 
 def preload():  # a worker's runner module (RuleSet.worker)
-    workspace = sys.path[0]  # worker_boot puts the workspace first
+    workspace = sys.path[0]  # the worker main puts the workspace first
     child = subprocess.Popen(["sleep", "600"])  # as AOTInductor's g++
     with open(os.path.join(workspace, "pids.tmp"), "w") as f:
         f.write(f"{os.getpid()} {child.pid}")

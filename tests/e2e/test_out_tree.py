@@ -10,7 +10,6 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from helpers import build, by_status
 
 WORKSPACE = Path(__file__).parents[1] / "workspaces" / "release"
@@ -137,7 +136,6 @@ def test_a_build_sweeps_the_idle_out_locks_it_left_in_tmpdir(tmp_path: Path):
     """Each workspace's out/ lock lives in $TMPDIR/modelbuild-<uid>; a build removes those no build has
     opened for a day and nobody holds, so they do not pile up."""
     from filelock import FileLock
-
     from helpers import run_cli
 
     tmpdir = tmp_path / "tmp"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import build
 
 from buildsys.cache.action_cache import ActionCache
-from helpers import build
 
 WORKSPACE = Path(__file__).parents[1] / "workspaces" / "quantize_coverage"
 # tiny GPT-2: 2 blocks of 4 Conv1D (32x96, 32x32, 32x128, 128x32), wte 128x32 (tied to lm_head), wpe 32x32
@@ -140,7 +140,9 @@ def test_fast_histogram_observer_searches_once_per_state():
 
 
 def test_static_config_observes_with_the_fast_histograms():
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        get_symmetric_quantization_config,
+    )
 
     from rules.histogram_observer import FastHistogramObserver, with_fast_histograms
 

@@ -11,7 +11,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-
 from helpers import build, by_status, copy_example, keypair, run_cli
 
 WORKSPACE = Path(__file__).parents[1] / "workspaces" / "release"

@@ -16,7 +16,6 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO, action_results, read_events
 
 WORKSPACE = Path(__file__).parents[1] / "workspaces" / "reproducible"
@@ -155,7 +154,10 @@ def test_normalized_mlpackage_reads_as_the_converted_model(builds, tmp_path):
 
 
 def _coreml_payloads(pte: Path) -> list[bytes]:
-    from executorch.exir._serialize._program import _flatbuffer_to_program, _get_extended_header
+    from executorch.exir._serialize._program import (
+        _flatbuffer_to_program,
+        _get_extended_header,
+    )
     from executorch.exir.schema import DataLocation
 
     data = pte.read_bytes()

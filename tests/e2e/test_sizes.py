@@ -18,8 +18,8 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO, action_results, build, run_cli
+
 from rules.sizes import artifact_sizes
 
 STEPS = REPO / "tests" / "workspaces" / "steps"

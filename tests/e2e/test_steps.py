@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from helpers import REPO, action_results, build, run_cli
 
 WORKSPACE = Path(__file__).parents[1] / "workspaces" / "steps"
@@ -163,8 +162,8 @@ def test_every_artifact_loads_in_its_runtime(steps):
     import torch
     from executorch.runtime import Runtime
 
-    from buildsys.target_graph import TargetGraph
-    from buildsys.workspace import Workspace
+    from buildsys.load.target_graph import TargetGraph
+    from buildsys.load.workspace import Workspace
     from rules import RULESET
 
     ws, _, _, _ = steps

@@ -11,9 +11,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from helpers import build, run_cli
 
 from buildsys.cache.action_cache import ActionCache
-from helpers import build, run_cli
 
 WORKSPACE = Path(__file__).parents[1] / "workspaces" / "zoo"
 EXT = {"pt2_program": ".pt2", "executorch_program": ".pte", "coreml_package": ".mlpackage",

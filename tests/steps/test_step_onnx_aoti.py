@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import step_request
 
 from rules.errors import StepError
 from rules.export import ExportConfig
 from rules.worker import StepContext
-from helpers import step_request
 
 MODULE = "onnx_aoti_tiny"  # unique: the test process imports it
 MODEL = '''

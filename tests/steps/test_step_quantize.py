@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import run_step_request
 from pydantic import ValidationError
 
 from rules.quantize import QuantizeConfig
-from helpers import run_step_request
 
 MODELS_PY = '''import torch
 from torch import nn
@@ -214,7 +214,11 @@ def test_int4_weight_only_fails_loudly_at_lowering(workspace, built, tmp_path, b
 def test_hazard_weight_only_subclass_program_is_garbage_on_xnnpack(workspace, tmp_path, weight):
     """Why the step unwraps torchao's tensor subclasses: a program exported with them still in
     place lowers to XNNPACK and runs without error, but its outputs are garbage."""
-    from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, quantize_
+    from torchao.quantization import (
+        Int8WeightOnlyConfig,
+        IntxWeightOnlyConfig,
+        quantize_,
+    )
     from torchao.quantization.granularity import PerGroup
 
     from rules.modelio import load_model

@@ -8,7 +8,6 @@ import ast
 from pathlib import Path
 
 import networkx as nx
-
 from helpers import REPO
 
 TOOLCHAIN = {"torch", "executorch", "coremltools", "torchao", "numpy", "onnx", "onnxruntime", "onnxscript"}
@@ -158,3 +157,28 @@ def test_only_the_stores_module_names_the_cache_subfolders():
              if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
              and isinstance(node.right, ast.Constant) and node.right.value in names]
     assert found == []
+
+
+# The engine's layers, lowest first: a module imports only from its own layer or those below it.
+LAYERS = [
+    {"buildsys", "buildsys.errors", "buildsys.labels", "buildsys.units", "buildsys.toolchain", "buildsys.digests"},
+    "buildsys.rule_api", "buildsys.load", "buildsys.cache", "buildsys.planning", "buildsys.exec", "buildsys.out_tree",
+    {"buildsys.build", "buildsys.events"}, "buildsys.cli",
+]
+
+
+def layer_of(module: str) -> int:
+    for n, layer in enumerate(LAYERS):
+        names = layer if isinstance(layer, set) else {layer}
+        if module in names or any(module.startswith(name + ".") for name in names - {"buildsys"}):
+            return n
+    raise AssertionError(f"{module} is in no layer: add it to LAYERS")
+
+
+def test_the_engine_imports_only_downward_through_its_layers():
+    """vocabulary < rule_api < load < cache < planning < exec < out_tree < build < cli, as Bazel's
+    lib/{packages,analysis,actions,remote,exec}: nothing reaches back up."""
+    upward = [f"{a} -> {b}" for a, b in engine_graph().edges if layer_of(b) > layer_of(a)]
+    assert upward == []
+    top = sorted(p.name for p in (REPO / "buildsys").glob("*.py"))
+    assert len(top) <= 10, top

@@ -11,7 +11,7 @@ from buildsys.cache.stat import FileDigests
 from buildsys.digests import digest_file
 from buildsys.errors import UserError
 from buildsys.labels import Label, Pattern
-from buildsys.pysources import python_closure
+from buildsys.load.pysources import python_closure
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLCHAIN = {"torch", "executorch", "coremltools", "torchao", "onnx", "onnxruntime", "onnxscript"}

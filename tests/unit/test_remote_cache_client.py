@@ -8,13 +8,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-from buildsys.cache.cas import CAS
-from buildsys.digests import canonical_json
-from buildsys.errors import UserError
-from buildsys.cache.remote import HEADER_ENV, RemoteCache, headers_from_env
 from dav_server import DavServer
 from helpers import keypair
+
+from buildsys.cache.cas import CAS
+from buildsys.cache.remote import HEADER_ENV, RemoteCache, headers_from_env
+from buildsys.digests import canonical_json
+from buildsys.errors import UserError
 
 RECORD = {"outputs": {"program": "ab" * 32}, "metrics": {"size": 12, "snr_db": 41.5}, "log": None}
 

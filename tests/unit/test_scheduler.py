@@ -11,16 +11,15 @@ from types import SimpleNamespace
 
 import networkx as nx
 import pytest
+from fake_executor import FakeExecutor, crash, fail, no_output, upper
 from pydantic import BaseModel, ConfigDict
 
 from buildsys.cache.lookup import ActionLookup
 from buildsys.cache.stores import Stores
+from buildsys.exec.scheduler import CACHED, FAILED, RAN, SKIPPED, Scheduler
 from buildsys.labels import Label
 from buildsys.planning import Planner
 from buildsys.rule_api import RuleSet, StepKind
-from buildsys.scheduler import CACHED, FAILED, RAN, SKIPPED, Scheduler
-from fake_executor import FakeExecutor, crash, fail, no_output, upper
-
 
 
 class UpperConfig(BaseModel):

@@ -2,7 +2,7 @@
 
 A worker that dies mid-action (crash, OOM kill, SIGKILL) fails that action only; the pool
 starts a fresh process for the next one. A worker dies with the engine, however the engine dies
-(worker_boot), so workers must be started from the engine's main thread: Linux's parent-death
+(worker_main), so workers must be started from the engine's main thread: Linux's parent-death
 signal fires when the thread that started the process ends.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ class Worker:
         self._log = open(log_path, "ab")
         env = dict(os.environ, TQDM_DISABLE="1", PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "buildsys.worker_boot", str(child.fileno()), entry, str(workspace),
+            [sys.executable, "-m", "buildsys.exec.worker_main", str(child.fileno()), entry, str(workspace),
              str(os.getpid())],
             pass_fds=(child.fileno(),),
             stdin=subprocess.DEVNULL,

@@ -9,11 +9,11 @@ from dataclasses import replace
 
 import networkx as nx
 
+from ..errors import Location, UserError, did_you_mean
+from ..labels import Label, Pattern
+from ..rule_api import RuleSet, Target
 from .declarations import validate
-from .errors import Location, UserError, did_you_mean
-from .labels import Label, Pattern
-from .loading import Loader
-from .rule_api import RuleSet, Target
+from .loader import Loader
 from .workspace import Workspace
 
 

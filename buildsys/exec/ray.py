@@ -24,10 +24,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
-from .cache.remote import RemoteCache
-from .remote_transport import NotShared, is_handle, receive, send
-from .rule_api.wire import SourceFile, SourcesInput, StepReply, StepRequest
+from ..cache.remote import RemoteCache
+from ..errors import UserError
+from ..rule_api.wire import SourceFile, SourcesInput, StepReply, StepRequest
+from .ray_transport import NotShared, is_handle, receive, send
 
 # A file or directory as it travels through the object store:
 #   ("file", bytes, executable)

@@ -13,12 +13,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 
-from .cache.stores import CACHE_ENV, cache_dir
-from .units import human_bytes
-from .errors import UserError
-from .rule_api import RuleSet
-from .workspace import Workspace
-
+from ..cache.stores import CACHE_ENV, cache_dir
+from ..errors import UserError
+from ..load.workspace import Workspace
+from ..out_tree import default_out
+from ..rule_api import RuleSet
+from ..units import human_bytes
 
 
 def _cache_dir(args, workspace: Workspace) -> Path:
@@ -26,8 +26,8 @@ def _cache_dir(args, workspace: Workspace) -> Path:
 
 
 def cmd_build(args, console: Console) -> int:
-    from .build import BuildOptions
-    from .build_flags import executor_options, remote_options
+    from ..build import BuildOptions
+    from .flags import executor_options, remote_options
 
     workspace = Workspace.find()
     options = BuildOptions(
@@ -70,7 +70,7 @@ class Host:
         return Workspace.find()
 
     def run_build(self, workspace: Workspace, options):
-        from .build import build
+        from ..build import build
         from .console import BuildConsole
 
         with BuildConsole(self.console, self.args.verbose) as ui:
@@ -81,7 +81,7 @@ class Host:
     def build(self, patterns: list[str], cache_dir: Path, out_dir: Path, jobs: int) -> list[Path] | None:
         """Build the patterns into out_dir with that cache, showing progress; the placed artifacts, or
         None if the build failed."""
-        from .build import BuildOptions
+        from ..build import BuildOptions
 
         options = BuildOptions(patterns=patterns, cache_dir=cache_dir, jobs=jobs, out_dir=out_dir)
         summary = self.run_build(self.workspace(), options)
@@ -89,7 +89,7 @@ class Host:
 
 
 def cmd_query(args, console: Console) -> int:
-    from .target_graph import TargetGraph
+    from ..load.target_graph import TargetGraph
 
     workspace = Workspace.find()
     if args.actions:
@@ -108,7 +108,7 @@ def cmd_query(args, console: Console) -> int:
 
 
 def cmd_show(args, console: Console) -> int:
-    from .cache.stores import Stores
+    from ..cache.stores import Stores
     from .show import show
 
     workspace = Workspace.find()
@@ -121,9 +121,9 @@ def cmd_show(args, console: Console) -> int:
 
 def query_actions(args, workspace: Workspace, console: Console) -> int:
     """The action graph the patterns need (like `bazel aquery`): steps, ids, inputs, owners."""
-    from .build import load_and_plan
-    from .cache.stores import Stores
-    from .rule_api import Sources
+    from ..build import load_and_plan
+    from ..cache.stores import Stores
+    from ..rule_api import Sources
 
     stores = Stores(_cache_dir(args, workspace))
     try:
@@ -145,7 +145,7 @@ def query_actions(args, workspace: Workspace, console: Console) -> int:
 
 def cmd_clean(args, console: Console) -> int:
     workspace = Workspace.find()
-    out = workspace.root / "out"
+    out = default_out(workspace.root)
     if out.exists():
         shutil.rmtree(out)
     console.print(f"removed {out}")
@@ -161,8 +161,8 @@ def cmd_clean(args, console: Console) -> int:
 
 def _gc_inputs(args, console: Console):
     """The stores and the digests out/ holds; outside a workspace (a --cache-dir of its own), nothing is held."""
-    from .cache.stores import Layout, Stores
-    from .outputs import OutTree
+    from ..cache.stores import Layout, Stores
+    from ..out_tree import OutTree
 
     try:
         workspace = Workspace.find()
@@ -177,11 +177,11 @@ def _gc_inputs(args, console: Console):
     if workspace is None:
         console.print("[dim]not in a workspace: no out/ tree to keep[/]")
         return stores, set()
-    return stores, OutTree(workspace.root / "out", stores.cas, stores.digests, stores.layout.outputs).held_digests()
+    return stores, OutTree(default_out(workspace.root), stores.cas, stores.digests, stores.layout.outputs).held_digests()
 
 
 def cmd_cache_gc(args, console: Console) -> int:
-    from .cache.gc import collect, parse_size
+    from ..cache.gc import collect, parse_size
 
     max_size = parse_size(args.max_size) if args.max_size is not None else None
     if max_size is None and args.older_than is None:
@@ -216,7 +216,7 @@ def _count(n: int, noun: str) -> str:
 
 
 def cmd_cache_stats(args, console: Console) -> int:
-    from .cache.gc import stats
+    from ..cache.gc import stats
 
     stores, held = _gc_inputs(args, console)
     try:
@@ -258,7 +258,7 @@ def parser(ruleset: RuleSet) -> argparse.ArgumentParser:
                    help="rerun actions that failed before with the same inputs (by default their failure is replayed)")
     for flag in ruleset.flags:
         b.add_argument(flag.option, dest=flag.setting, metavar=flag.metavar, help=flag.help)
-    from .build_flags import add_arguments
+    from .flags import add_arguments
 
     add_arguments(b)
     b.set_defaults(run=cmd_build)

@@ -4,8 +4,8 @@ from __future__ import annotations
 from multiprocessing.connection import wait
 from pathlib import Path
 
-from .rule_api.wire import StepReply, StepRequest
-from .workers import WorkerDied, WorkerPool
+from ..rule_api.wire import StepReply, StepRequest
+from .pool import WorkerDied, WorkerPool
 
 
 class LocalExecutor:

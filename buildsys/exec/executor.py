@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .rule_api.wire import StepReply, StepRequest
+from ..rule_api.wire import StepReply, StepRequest
 
 
 class Executor(Protocol):

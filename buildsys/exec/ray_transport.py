@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from .cache.remote import RemoteCache
+from ..cache.remote import RemoteCache
 
 # What ray_executor.pack() makes: ("file", bytes, executable) or ("tree", [(path, bytes, executable)], [dirs]).
 Packed = tuple

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import starlark as sl
 
-from .errors import Location, UserError
-from .labels import Label
+from ..errors import Location, UserError
+from ..labels import Label
 from .workspace import BUILD_FILE, Workspace
 
 # Limits on evaluating one BUILD.models and the files it loads.

@@ -10,13 +10,15 @@ from rich.console import Console, Group
 from rich.markup import escape
 from rich.tree import Tree
 
-from .build import Stores, load_and_plan
-from .labels import Label
-from .rule_api import RuleSet
-from .cache.action_cache import ActionResult
-from .cache.lookup import ActionLookup, Found
-from .planning import Planner
-from .workspace import Workspace
+from ..build import load_and_plan
+from ..cache.action_cache import ActionResult
+from ..cache.lookup import ActionLookup, Found
+from ..cache.stores import Stores
+from ..labels import Label
+from ..load.workspace import Workspace
+from ..out_tree import default_out
+from ..planning import Planner
+from ..rule_api import RuleSet
 
 
 def _report(ruleset: RuleSet, metrics: dict):
@@ -38,7 +40,7 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
     tree = Tree(f"[bold]{escape(str(label))}[/]  {target.kind}()  [dim]{escape(str(target.location))}[/]")
     if planned.artifact is not None:
         hit = found.get(planned.artifact.action)
-        path = workspace.root / "out" / label.package / f"{label.name}{planned.ext}"
+        path = default_out(workspace.root) / label.package / f"{label.name}{planned.ext}"
         if hit is not None and hit.result is not None:
             record = hit.result.outputs[planned.artifact.name]
             placed = "" if path.exists() else "  [yellow](not in out/: its checks have not passed)[/]"

@@ -1,4 +1,4 @@
-"""Entry point of a worker process: `python -m buildsys.worker_boot FD RUNNER_MODULE WORKSPACE PARENT_PID`.
+"""Entry point of a worker process: `python -m buildsys.exec.worker_main FD RUNNER_MODULE WORKSPACE PARENT_PID`.
 
 The runner module is the rule set's (RuleSet.worker): its preload() runs once, its
 run(StepRequest, workspace) once per action.

@@ -8,19 +8,45 @@ in the cache directory, one file per out/ tree, so that out/ holds artifacts and
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-from .cache.action_cache import OutputRecord
+from filelock import FileLock, Timeout
+
 from .cache import scratch
+from .cache.action_cache import OutputRecord
 from .cache.cas import CAS
 from .cache.stat import FileDigests
 from .digests import digest_bytes
 from .errors import UserError
 from .labels import Label, Pattern
+
+
+def default_out(workspace_root: Path) -> Path:
+    """Where artifacts go unless --output says otherwise."""
+    return workspace_root / "out"
+
+
+def lock_out(out_dir: Path, on_progress) -> FileLock:
+    """One build at a time writes a workspace's out/: a second one waits, and says so. The lock
+    lives outside the workspace (nothing in out/ but artifacts, nothing new for git to see)."""
+    name = hashlib.sha256(str(out_dir.resolve()).encode()).hexdigest()[:32]
+    lock_dir = Path(tempfile.gettempdir()) / f"modelbuild-{os.getuid()}"
+    lock_dir.mkdir(mode=0o700, exist_ok=True)
+    lock = FileLock(lock_dir / f"out-{name}.lock", blocking=False)
+    try:
+        lock.acquire()
+    except Timeout:
+        on_progress("waiting", f"another build is writing {out_dir}; waiting for it to finish")
+        lock = FileLock(lock_dir / f"out-{name}.lock")
+        lock.acquire()
+    return lock
+
 
 
 class OutTree:

@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 MARKER = "WORKSPACE.models"
 BUILD_FILE = "BUILD.models"

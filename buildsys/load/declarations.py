@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pydantic import ValidationError
 
-from .errors import UserError, did_you_mean
-from .labels import Label
-from .loading import RawTarget
-from .rule_api import Declaration, RuleSet
+from ..errors import UserError, did_you_mean
+from ..labels import Label
+from ..rule_api import Declaration, RuleSet
+from .loader import RawTarget
 
 
 def _field_path(loc: tuple) -> str:

@@ -6,13 +6,20 @@ import time
 from rich.console import Console
 from rich.markup import escape
 from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.text import Text
 
-from .build import BuildSummary
-from .units import human_bytes
-from .rule_api import Action
-from .scheduler import CACHED, FAILED, RAN, SKIPPED, Outcome
+from ..build import BuildSummary
+from ..exec.scheduler import CACHED, FAILED, RAN, SKIPPED, Outcome
+from ..rule_api import Action
+from ..units import human_bytes
 
 _LOG_TAIL = 40
 

@@ -18,16 +18,16 @@ from typing import Callable
 
 from filelock import FileLock, Timeout
 
-from .cache.action_cache import ActionResult, FailureRecord, OutputRecord
-from .cache.lookup import ActionLookup
-from .cache.cas import CorruptBlob
-from .cache import scratch
-from .cache.stores import Layout
-from .digests import canonical_json
-from .executors import Executor
-from .planning import Planner
-from .rule_api import METRICS, Action, Sources
-from .rule_api.wire import FileInput, SourceFile, SourcesInput, StepReply, StepRequest
+from ..cache import scratch
+from ..cache.action_cache import ActionResult, FailureRecord, OutputRecord
+from ..cache.cas import CorruptBlob
+from ..cache.lookup import ActionLookup
+from ..cache.stores import Layout
+from ..digests import canonical_json
+from ..planning import Planner
+from ..rule_api import METRICS, Action, Sources
+from ..rule_api.wire import FileInput, SourceFile, SourcesInput, StepReply, StepRequest
+from .executor import Executor
 
 RAN, CACHED, FAILED, SKIPPED = "ran", "cached", "failed", "skipped"
 _POLL = 0.2  # seconds between looks at actions another build is running

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import starlark
 
-from .errors import UserError
+from ..errors import UserError
+from ..rule_api import RuleSet
 from .evaluator import MAX_MEMORY, MAX_SECONDS, Channel, RawTarget
-from .rule_api import RuleSet
 from .workspace import Workspace
 
 __all__ = ["Loader", "RawTarget"]
 
 _HARD_SECONDS = MAX_SECONDS + 15  # the parent's own deadline, for time spent inside one builtin call
-_CHILD = "import sys; sys.path[:0] = sys.argv[2:]; from buildsys.evaluator import serve; serve(int(sys.argv[1]))"
+_CHILD = "import sys; sys.path[:0] = sys.argv[2:]; from buildsys.load.evaluator import serve; serve(int(sys.argv[1]))"
 
 
 class Loader:
@@ -58,7 +58,7 @@ class _Child:
 
     def __init__(self, workspace: Workspace, ruleset: RuleSet):
         # The child's whole import path: the directories holding buildsys and starlark.
-        paths = [str(Path(__file__).resolve().parent.parent), str(Path(starlark.__file__).resolve().parent.parent)]
+        paths = [str(Path(__file__).resolve().parents[2]), str(Path(starlark.__file__).resolve().parent.parent)]
         parent, child = socket.socketpair()
         self.stderr = tempfile.TemporaryFile()  # print() output and crash reports, relayed after each file
         self.process = subprocess.Popen(

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .errors import UserError
+from ..errors import UserError
 
 REMOTE_ENV = "MODELBUILD_REMOTE_CACHE"
 REMOTE_KEY_ENV = "MODELBUILD_REMOTE_CACHE_KEY"

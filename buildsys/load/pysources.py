@@ -10,7 +10,7 @@ import ast
 import functools
 from pathlib import Path
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def module_file(root: Path, module: str) -> Path | None:
