@@ -13,10 +13,8 @@ leaves alone what a running build has used since it started (see buildsys/cache/
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import shutil
-import stat
 import sys
 import tempfile
 import time
@@ -24,8 +22,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from ..digests import canonical_json, digest_bytes, digest_file
-from . import scratch
+from ..digests import digest_bytes, digest_file
+from . import scratch, tree
 
 
 class CorruptBlob(Exception):
@@ -195,17 +193,7 @@ class CAS:
 
     @staticmethod
     def _manifest(src: Path, file_digest: Callable[[Path], str]) -> bytes:
-        """A directory as canonical JSON: sorted (path, digest, executable) files, and its
-        sub-directories, since an empty one can matter (an .mlpackage without weights)."""
-        entries, dirs = [], []
-        for path in sorted(src.rglob("*")):
-            rel = path.relative_to(src).as_posix()
-            if path.is_dir():
-                dirs.append(rel)
-            elif path.is_file():
-                executable = bool(path.stat().st_mode & stat.S_IXUSR)
-                entries.append([rel, file_digest(path), executable])
-        return canonical_json({"tree": entries, "dirs": dirs}).encode()
+        return tree.manifest(*tree.walk(src, file_digest))
 
     def put_tree(self, src: Path) -> str:
         """Store a directory: each file as a blob, then its manifest, whose digest names the tree."""
@@ -237,8 +225,7 @@ class CAS:
         return True
 
     def tree_entries(self, digest: str) -> tuple[list[tuple[str, str, bool]], list[str]]:
-        manifest = json.loads(self.read(digest))
-        return [tuple(e) for e in manifest["tree"]], manifest["dirs"]
+        return tree.read_manifest(self.read(digest))
 
     def _copy_out(self, digest: str, dest: Path, executable: bool = False) -> None:
         """A copy of the blob at dest, verified: the copy is hashed, so what is placed is what was checked."""

@@ -24,6 +24,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cache import tree
 from ..cache.remote import RemoteCache
 from ..errors import UserError
 from ..rule_api.wire import SourceFile, SourcesInput, StepReply, StepRequest
@@ -31,21 +32,13 @@ from .ray_transport import NotShared, is_handle, receive, send
 
 # A file or directory as it travels through the object store:
 #   ("file", bytes, executable)
-#   ("tree", [(relative path, bytes, executable)], [relative directories])
-# Directories are listed because an empty one can matter (an .mlpackage without weights), as in the CAS.
+#   ("tree", [(relative path, bytes, executable)], [relative directories]): cache/tree.py's walk
 Packed = tuple
 
 
 def pack(path: Path) -> Packed:
     if path.is_dir():
-        files, dirs = [], []
-        for sub in sorted(path.rglob("*")):
-            rel = sub.relative_to(path).as_posix()
-            if sub.is_dir():
-                dirs.append(rel)
-            elif sub.is_file():
-                files.append((rel, sub.read_bytes(), os.access(sub, os.X_OK)))
-        return ("tree", files, dirs)
+        return ("tree", *tree.walk(path, Path.read_bytes))
     return ("file", path.read_bytes(), os.access(path, os.X_OK))
 
 

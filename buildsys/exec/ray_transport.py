@@ -2,17 +2,16 @@
 system (ray_executor.py, when a remote cache takes uploads): what one machine sends, another
 receives by digest, checked against it.
 
-A file travels as its blob, cas/<sha256>; a directory as a listing blob (JSON: each file's path,
-sha256 and executable bit, and the directories, since an empty one can matter) plus its files'
-blobs. A handle names what was sent: ("cas-file", sha256, executable) or ("cas-tree", sha256).
+A file travels as its blob, cas/<sha256>; a directory as its manifest blob (cache/tree.py, as the
+CAS stores a tree) plus its files' blobs. A handle names what was sent: ("cas-file", sha256,
+executable) or ("cas-tree", sha256).
 """
 from __future__ import annotations
 
-import json
-
+from ..cache import tree
 from ..cache.remote import RemoteCache
 
-# What ray_executor.pack() makes: ("file", bytes, executable) or ("tree", [(path, bytes, executable)], [dirs]).
+# What exec/ray.pack() makes: ("file", bytes, executable) or ("tree", [(path, bytes, executable)], [dirs]).
 Packed = tuple
 Handle = tuple
 
@@ -42,14 +41,12 @@ def _get(remote: RemoteCache, digest: str) -> bytes:
 def send(remote: RemoteCache, packed: Packed) -> Handle:
     if packed[0] == "file":
         return ("cas-file", _put(remote, packed[1]), packed[2])
-    files = [[path, _put(remote, data), executable] for path, data, executable in packed[1]]
-    listing = json.dumps({"files": files, "dirs": list(packed[2])}, sort_keys=True).encode()
-    return ("cas-tree", _put(remote, listing))
+    files = [(path, _put(remote, data), executable) for path, data, executable in packed[1]]
+    return ("cas-tree", _put(remote, tree.manifest(files, packed[2])))
 
 
 def receive(remote: RemoteCache, handle: Handle) -> Packed:
     if handle[0] == "cas-file":
         return ("file", _get(remote, handle[1]), handle[2])
-    listing = json.loads(_get(remote, handle[1]))  # checked against its digest: the sender's listing
-    files = [(path, _get(remote, digest), bool(executable)) for path, digest, executable in listing["files"]]
-    return ("tree", files, listing["dirs"])
+    files, dirs = tree.read_manifest(_get(remote, handle[1]))  # checked against its digest: the sender's
+    return ("tree", [(path, _get(remote, digest), executable) for path, digest, executable in files], dirs)
