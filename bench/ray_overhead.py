@@ -28,7 +28,7 @@ from ray_cluster import ray_cluster  # noqa: E402
 
 from buildsys.exec.local import LocalExecutor  # noqa: E402
 from buildsys.exec.ray import RayExecutor  # noqa: E402
-from buildsys.rule_api import FileInput, SourceFile, SourcesInput, StepRequest  # noqa: E402
+from buildsys.rule_api.wire import FileInput, SourceFile, SourcesInput, StepRequest  # noqa: E402
 
 
 def requests(root: Path, ws: Path, kind: str, n: int) -> list[StepRequest]:

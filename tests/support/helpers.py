@@ -67,7 +67,7 @@ def step_request(fields: dict):
     """A StepRequest as the scheduler sends it, from the fields a test cares about: file inputs get
     their real digest (a program loads only if its bytes match), the rest get neutral defaults."""
     from buildsys.digests import digest_file
-    from buildsys.rule_api import FileInput, SourceFile, SourcesInput, StepRequest
+    from buildsys.rule_api.wire import FileInput, SourceFile, SourcesInput, StepRequest
 
     def typed(value: dict):
         if "sources" in value:
