@@ -4,8 +4,21 @@ Importing this package loads no toolchain; step modules import torch & co. insid
 """
 from buildsys.rule_api import Flag, RuleSet, StepKind, TargetKind
 
-from .aoti import AotiConfig
-from .artifacts import (
+from .release.command import VERIFY_RELEASE
+from .release.provenance import signing_key
+from .report import metrics_view
+from .steps.aoti import AotiConfig
+from .steps.bundle import BundleConfig
+from .steps.coreml_compress import CoremlCompressConfig
+from .steps.coreml_convert import CoremlConvertConfig
+from .steps.decompose import DecomposeConfig
+from .steps.export import ExportConfig
+from .steps.onnx_export import OnnxExportConfig
+from .steps.partition import PartitionConfig
+from .steps.quantize import QuantizeConfig
+from .steps.release import ReleaseConfig
+from .steps.verify import VerifyConfig
+from .targets.artifacts import (
     AotiPackage,
     CoremlPackage,
     ExecutorchProgram,
@@ -17,21 +30,9 @@ from .artifacts import (
     plan_onnx,
     plan_pt2,
 )
-from .bundle import BundleConfig
-from .coreml_compress import CoremlCompressConfig
-from .coreml_convert import CoremlConvertConfig
-from .decompose import DecomposeConfig
-from .export import ExportConfig
-from .model import ModelDecl, plan_model
-from .onnx_export import OnnxExportConfig
-from .partition import PartitionConfig
-from .provenance import signing_key
-from .quantize import QuantizeConfig
-from .release_command import VERIFY_RELEASE
-from .release_target import ReleaseConfig, ReleaseDecl, plan_release
-from .report import metrics_view
-from .specs import PRELUDE
-from .verify import VerifyConfig
+from .targets.model import ModelDecl, plan_model
+from .targets.release import ReleaseDecl, plan_release
+from .values import PRELUDE
 
 _TORCH = ("torch",)
 _ET = ("torch", "executorch", "torchao")
@@ -47,17 +48,17 @@ _KINDS = [
 ]
 # Each step's module, its config, and the distributions whose versions enter its action key.
 _STEPS = [
-    StepKind("export", "rules.export", ExportConfig, _TORCH),
-    StepKind("quantize", "rules.quantize", QuantizeConfig, _ET + ("numpy", "safetensors")),
-    StepKind("decompose", "rules.decompose", DecomposeConfig, _TORCH),
-    StepKind("partition", "rules.partition", PartitionConfig, _ET + ("coremltools",)),
-    StepKind("coreml_convert", "rules.coreml_convert", CoremlConvertConfig, ("torch", "coremltools")),
-    StepKind("coreml_compress", "rules.coreml_compress", CoremlCompressConfig, ("coremltools", "scikit-learn", "numpy")),
-    StepKind("onnx_export", "rules.onnx_export", OnnxExportConfig, ("torch", "onnx", "onnxscript")),
-    StepKind("aoti", "rules.aoti", AotiConfig, ("torch",), host_bound=True),
-    StepKind("verify", "rules.verify", VerifyConfig, _ET + ("coremltools", "onnxruntime")),
-    StepKind("bundle", "rules.bundle", BundleConfig, _ET),
-    StepKind("release", "rules.release", ReleaseConfig,
+    StepKind("export", "rules.steps.export", ExportConfig, _TORCH),
+    StepKind("quantize", "rules.steps.quantize", QuantizeConfig, _ET + ("numpy", "safetensors")),
+    StepKind("decompose", "rules.steps.decompose", DecomposeConfig, _TORCH),
+    StepKind("partition", "rules.steps.partition", PartitionConfig, _ET + ("coremltools",)),
+    StepKind("coreml_convert", "rules.steps.coreml_convert", CoremlConvertConfig, ("torch", "coremltools")),
+    StepKind("coreml_compress", "rules.steps.coreml_compress", CoremlCompressConfig, ("coremltools", "scikit-learn", "numpy")),
+    StepKind("onnx_export", "rules.steps.onnx_export", OnnxExportConfig, ("torch", "onnx", "onnxscript")),
+    StepKind("aoti", "rules.steps.aoti", AotiConfig, ("torch",), host_bound=True),
+    StepKind("verify", "rules.steps.verify", VerifyConfig, _ET + ("coremltools", "onnxruntime")),
+    StepKind("bundle", "rules.steps.bundle", BundleConfig, _ET),
+    StepKind("release", "rules.steps.release", ReleaseConfig,
              _ET + ("coremltools", "onnx", "onnxscript", "onnxruntime", "cryptography")),
 ]
 

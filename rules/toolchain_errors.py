@@ -46,7 +46,7 @@ KNOWN: tuple[KnownFailure, ...] = (
         r"Cannot view a tensor with shape .* as a tensor with shape",
         "a core-ATen decomposition laid a tensor out in memory unlike the op it replaced, so a later .view() "
         "that was valid when the model was exported finds it non-contiguous (torch 2.13 did this for "
-        "scaled_dot_product_attention, which modelbuild corrects: rules/programs.py sound_decompositions)",
+        "scaled_dot_product_attention, which modelbuild corrects: rules/lib/programs.py sound_decompositions)",
         "use .reshape() for that .view() in the model; a pt2_program can keep the op that makes the tensor whole "
         'with keep_ops = ["<the op>"]',
     ),

@@ -24,7 +24,7 @@ from buildsys.rule_api import FileInput, SourcesInput, StepReply, StepRequest
 
 from . import RULESET
 from .errors import StepError, user_frames
-from .programs import expect_inputs
+from .lib.programs import expect_inputs
 from .toolchain_errors import explain
 
 

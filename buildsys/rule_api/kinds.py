@@ -31,7 +31,7 @@ class TargetKind(Generic[D]):
 @dataclass(frozen=True)
 class StepKind:
     name: str  # e.g. "export"
-    module: str  # e.g. "rules.export": its run(ctx) runs in workers only; its source enters the action key
+    module: str  # e.g. "rules.steps.export": its run(ctx) runs in workers only; its source enters the action key
     config: type[BaseModel]  # what ctx.action() must be given for it, and what run() receives, validated
     packages: tuple[str, ...]  # distributions whose versions enter the action key
     host_bound: bool = False  # its output is native code for this CPU: the CPU enters the key too

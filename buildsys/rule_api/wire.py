@@ -38,7 +38,7 @@ class StepRequest(BaseModel):
 
     action: str  # the action's id
     step: str  # its step kind, e.g. "export"
-    module: str  # the step's module, e.g. "rules.export"
+    module: str  # the step's module, e.g. "rules.steps.export"
     label: str  # the target that owns it
     config: dict
     inputs: dict[str, SourcesInput | FileInput]

@@ -18,7 +18,7 @@ import pytest
 import torch
 from helpers import REPO, build, run_step_request
 
-from rules.bundle import (
+from rules.steps.bundle import (
     BundleCase,
     bundle_tolerance,
     check_bundle,
@@ -26,7 +26,7 @@ from rules.bundle import (
     read_bundle,
     reference_outputs,
 )
-from rules.verify import Tolerance
+from rules.steps.verify import Tolerance
 
 WORKSPACE = Path(__file__).parents[1] / "workspaces" / "bundle"
 MODEL = {  # as tests/workspaces/bundle/BUILD.models declares :heads
@@ -56,7 +56,7 @@ def request(ws: Path, target: str, out: Path, check: bool = True, tolerance: dic
     config = {"model": model, "cases": ["example", "min", "max"], "check": check,
               "tolerance": tolerance or {"min_snr_db": 60.0, "max_abs_error": None}}
     return {
-        "action": target, "step": "bundle", "module": "rules.bundle", "label": f"//:{target}", "config": config,
+        "action": target, "step": "bundle", "module": "rules.steps.bundle", "label": f"//:{target}", "config": config,
         "inputs": {"program": {"path": str(ws / "out" / f"{target}.pte")},
                    "sources": {"sources": [["bundle_models/nets.py", "0" * 64]]}},
         "outputs": ["program.bpte"], "out_dir": str(out), "log": str(out / "log.txt"),
@@ -173,7 +173,7 @@ class _MixedDtypes(torch.nn.Module):
 
 
 def test_expected_values_come_from_float64_unless_the_model_cannot_run_there(ws):
-    from rules.modelio import load_model
+    from rules.lib.modelio import load_model
 
     x = torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
     model = load_model(ws, MODEL["entry"], 0, None)

@@ -84,7 +84,7 @@ def test_sdpa_decomposition_keeps_the_layout_the_program_was_traced_with(nets):
     from torch._decomp import global_decomposition_table
     from torch.export import default_decompositions
 
-    from rules.programs import sound_decompositions
+    from rules.lib.programs import sound_decompositions
 
     model = nets.GPT2().eval()
     tokens = torch.randint(0, 64, (2, 8))
@@ -144,7 +144,7 @@ def test_a_reloaded_program_is_the_program_that_was_saved(nets, tmp_path):
     (batch norm's mean and variance); load_program takes them out again, and nothing else changes."""
     import torch
 
-    from rules.programs import load_program, save_program
+    from rules.lib.programs import load_program, save_program
 
     def graph(ep):
         return [(n.name, n.op, str(n.target), str(n.args), len(n.users)) for n in ep.graph.nodes]
@@ -169,7 +169,7 @@ def test_the_round_trip_failure_of_coremltools_is_explained(nets, tmp_path):
     import coremltools as ct
     import torch
 
-    from rules.programs import save_program
+    from rules.lib.programs import save_program
     from rules.toolchain_errors import explain
 
     ep = torch.export.export(nets.resnet().eval(), (torch.randn(2, 3, 32, 32),)).run_decompositions({})
@@ -187,7 +187,7 @@ def test_the_round_trip_failure_of_coremltools_is_explained(nets, tmp_path):
 def test_gpt2_rewritten_for_core_ml_computes_what_it_did(nets):
     import torch
 
-    from rules.coreml_convert import convertible, unconvertible
+    from rules.steps.coreml_convert import convertible, unconvertible
 
     model = nets.GPT2().eval()
     tokens = torch.randint(0, 64, (2, 8))

@@ -104,9 +104,9 @@ def test_token_ids_are_drawn_from_low_to_high(checks):
 
 
 def test_calibration_draws_token_ids_from_low_to_high():
-    from rules.export import ExportConfig
-    from rules.quantize import QuantizeConfig, calibration_samples
-    from rules.specs import TensorSpec
+    from rules.steps.export import ExportConfig
+    from rules.steps.quantize import QuantizeConfig, calibration_samples
+    from rules.values import TensorSpec
 
     spec = TensorSpec(shape=[1, 64], dtype="int64", fill="randint", low=20, high=100)
     cfg = QuantizeConfig(export=ExportConfig(entry="m:M", inputs={"ids": spec}), scheme="pt2e_int8_static")
@@ -198,7 +198,7 @@ def test_a_program_loads_in_a_process_that_never_built_its_model(checks):
     ws, _, results, _ = checks
     (program,) = results[("export", "//:bert_xnnpack")].outputs.values()
     blob = ws / "cache" / "cas" / program.digest[:2] / program.digest[2:]
-    code = ("import sys; from rules.programs import load_program\n"
+    code = ("import sys; from rules.lib.programs import load_program\n"
             "assert 'transformers' not in sys.modules\n"
             "load_program(sys.argv[1]); print('loaded')")
     proc = subprocess.run([sys.executable, "-c", code, str(blob)], cwd=REPO, capture_output=True, text=True, timeout=300)

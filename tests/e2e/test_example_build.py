@@ -11,7 +11,7 @@ from helpers import by_status, read_events, run_cli
 from buildsys.load.target_graph import TargetGraph
 from buildsys.load.workspace import Workspace
 from rules import RULESET
-from rules.modelio import example_inputs, load_model
+from rules.lib.modelio import example_inputs, load_model
 
 EXTS = {"pt2_program": ".pt2", "executorch_program": ".pte", "coreml_package": ".mlpackage", "onnx_model": ".onnx",
         "aoti_package": ".aoti.pt2", "release": ".tar.gz"}

@@ -113,7 +113,7 @@ def _observations():
 def test_fast_histogram_observer_finds_the_same_range(case):
     from torchao.quantization.pt2e.observer import HistogramObserver
 
-    from rules.histogram_observer import FastHistogramObserver
+    from rules.lib.histogram_observer import FastHistogramObserver
 
     qparams = []
     for cls in (HistogramObserver, FastHistogramObserver):
@@ -125,7 +125,7 @@ def test_fast_histogram_observer_finds_the_same_range(case):
 
 
 def test_fast_histogram_observer_searches_once_per_state():
-    from rules.histogram_observer import FastHistogramObserver
+    from rules.lib.histogram_observer import FastHistogramObserver
 
     observer = FastHistogramObserver(dtype=torch.int8, quant_min=-128, quant_max=127, eps=2**-12)
     observer(torch.randn(100))
@@ -144,7 +144,7 @@ def test_static_config_observes_with_the_fast_histograms():
         get_symmetric_quantization_config,
     )
 
-    from rules.histogram_observer import FastHistogramObserver, with_fast_histograms
+    from rules.lib.histogram_observer import FastHistogramObserver, with_fast_histograms
 
     config = with_fast_histograms(get_symmetric_quantization_config(is_per_channel=True))
     observer = config.input_activation.observer_or_fake_quant_ctr()
@@ -156,7 +156,11 @@ def test_static_config_observes_with_the_fast_histograms():
 def test_conv1d_becomes_an_equivalent_linear():
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from rules.quantize_layers import CONV1D, conv1d_to_linear, weight_bearing_layers
+    from rules.lib.quantize_layers import (
+        CONV1D,
+        conv1d_to_linear,
+        weight_bearing_layers,
+    )
 
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(n_embd=32, n_layer=1, n_head=2, vocab_size=128, n_positions=32)).eval()

@@ -1,8 +1,8 @@
 """Every artifact format, built clean twice, in two directories (one nested deeper), each with its
 own cache, under another TZ, umask, locale and TMPDIR, comes out byte-identical: nothing of the
 build's place, time or process leaks into an artifact. Core ML artifacts get there by replacing
-what coremltools and ExecuTorch draw at random or from the clock (rules.coreml_identity,
-rules.coreml_payload); the normalized package must still read as the model it was."""
+what coremltools and ExecuTorch draw at random or from the clock (rules.coreml.identity,
+rules.coreml.payload); the normalized package must still read as the model it was."""
 from __future__ import annotations
 
 import hashlib
@@ -111,7 +111,7 @@ def test_normalized_mlpackage_reads_as_the_converted_model(builds, tmp_path):
     import coremltools as ct
 
     from buildsys.cache.cas import CAS
-    from rules.coreml_identity import CONVERSION_DATE
+    from rules.coreml.identity import CONVERSION_DATE
 
     ws = builds[0]
     results = action_results(ws, read_events(ws / "events.jsonl"))
@@ -121,9 +121,9 @@ def test_normalized_mlpackage_reads_as_the_converted_model(builds, tmp_path):
     # global to a process, so this process's earlier conversions would rename the ops.
     convert = (
         "import sys, coremltools as ct\n"
-        "from rules.coreml_convert import CoremlConvertConfig, convertible\n"
-        "from rules.programs import load_program\n"
-        "from rules.specs import coreml_options\n"
+        "from rules.steps.coreml_convert import CoremlConvertConfig, convertible\n"
+        "from rules.lib.programs import load_program\n"
+        "from rules.coreml.options import coreml_options\n"
         "cfg = CoremlConvertConfig()  # block_mlpackage is declared with the defaults\n"
         "ep, _ = convertible(load_program(sys.argv[1]))\n"
         "ct.convert(ep, **coreml_options(cfg.compute_units, cfg.compute_precision, "
@@ -180,7 +180,7 @@ def test_coreml_delegate_payload_is_named_by_content_and_loads(builds, tmp_path)
     import coremltools as ct
     from executorch.backends.apple.coreml import executorchcoreml
 
-    from rules.coreml_identity import CONVERSION_DATE
+    from rules.coreml.identity import CONVERSION_DATE
 
     (payload,) = _coreml_payloads(builds[0] / "out" / "block_coreml.pte")
     assert executorchcoreml.unflatten_directory_contents(payload, str(tmp_path))
@@ -202,13 +202,13 @@ def _tree(root: Path, order: list[str]) -> Path:
 
 
 def test_payload_format_is_executorchs_and_independent_of_directory_order(tmp_path):
-    """rules.coreml_payload writes ExecuTorch's flattened-directory format byte for byte (given
+    """rules.coreml.payload writes ExecuTorch's flattened-directory format byte for byte (given
     ExecuTorch's own node order, it reproduces ExecuTorch's bytes), and in sorted order, so the
     same tree gives the same bytes however the file system lists it (ExecuTorch's own output
     follows readdir order: on tmpfs, creation order)."""
     from executorch.backends.apple.coreml import executorchcoreml
 
-    from rules.coreml_payload import flatten, parse, serialize
+    from rules.coreml.payload import flatten, parse, serialize
 
     files = ["metadata.json", "model.mlpackage/Manifest.json", "model.mlpackage/Data/com.apple.CoreML/model.mlmodel",
              "model.mlpackage/Data/com.apple.CoreML/weights/weight.bin", "debug_info.json"]

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from helpers import REPO, action_results, build, run_cli
 
-from rules.sizes import artifact_sizes
+from rules.lib.sizes import artifact_sizes
 
 STEPS = REPO / "tests" / "workspaces" / "steps"
 MLP_BUILD = """
@@ -141,7 +141,7 @@ def test_sizes_outside_pte_do_not_import_torch(mlp, example):
     paths = [(mlp[0] / "out" / "mlp_onnx.onnx", "onnx"), (mlp[0] / "out" / "mlp_aoti.aoti.pt2", "aoti"),
              (example[0] / "out" / "transformer_pt2.pt2", "pt2"),
              (example[0] / "out" / "transformer_mlpackage.mlpackage", "mlpackage")]
-    code = ("import sys; from rules.sizes import artifact_sizes\n"
+    code = ("import sys; from rules.lib.sizes import artifact_sizes\n"
             f"for path, fmt in {[(str(p), f) for p, f in paths]!r}: artifact_sizes(path, fmt)\n"
             "assert 'torch' not in sys.modules, 'torch was imported'")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)

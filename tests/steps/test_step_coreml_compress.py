@@ -18,10 +18,10 @@ ct = pytest.importorskip("coremltools")
 from helpers import step_request  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
-from rules import coreml_compress  # noqa: E402
-from rules.coreml_check import compare_compressed_weights, load_program  # noqa: E402
-from rules.coreml_compress import CoremlCompressConfig  # noqa: E402
+from rules.coreml.check import compare_compressed_weights, load_program  # noqa: E402
 from rules.errors import StepError  # noqa: E402
+from rules.steps import coreml_compress  # noqa: E402
+from rules.steps.coreml_compress import CoremlCompressConfig  # noqa: E402
 from rules.worker import StepContext  # noqa: E402
 
 os.environ.setdefault("TQDM_DISABLE", "1")

@@ -18,7 +18,7 @@ import torch
 from helpers import step_request
 
 from rules.errors import StepError
-from rules.export import ExportConfig
+from rules.steps.export import ExportConfig
 from rules.worker import StepContext
 
 MODULE = "onnx_aoti_tiny"  # unique: the test process imports it
@@ -75,7 +75,7 @@ def workspace(tmp_path_factory):
 @pytest.fixture(scope="module")
 def program(workspace) -> Path:
     path, _ = run_step(
-        "rules.export", EXPORT.model_dump(mode="json"), {"sources": {"sources": []}}, "program.pt2",
+        "rules.steps.export", EXPORT.model_dump(mode="json"), {"sources": {"sources": []}}, "program.pt2",
         workspace / "out" / "export", workspace,
     )
     return path
@@ -83,7 +83,7 @@ def program(workspace) -> Path:
 
 def cases(workspace):
     """(args, kwargs, eager outputs) at each batch size."""
-    from rules.modelio import load_model, make_tensor
+    from rules.lib.modelio import load_model, make_tensor
 
     model = load_model(workspace, EXPORT.entry, EXPORT.init_seed, None)
     for batch in BATCHES:
@@ -95,7 +95,7 @@ def cases(workspace):
 
 
 def assert_close(runner, path, workspace, max_err=1e-5, min_snr=100.0):
-    from rules.runners import compare
+    from rules.lib.runners import compare
 
     for args, kwargs, expected in cases(workspace):
         actual = runner(path, args, kwargs)
@@ -108,7 +108,7 @@ def assert_close(runner, path, workspace, max_err=1e-5, min_snr=100.0):
 # --- metrics -------------------------------------------------------------------------------
 
 def test_snr_and_max_abs_error():
-    from rules.runners import SNR_CAP_DB, compare, max_abs_error, snr_db
+    from rules.lib.runners import SNR_CAP_DB, compare, max_abs_error, snr_db
 
     ref = torch.tensor([3.0, 4.0], dtype=torch.float64)
     assert snr_db(ref, ref.clone()) == SNR_CAP_DB  # exact: capped, not inf
@@ -127,15 +127,15 @@ def test_snr_and_max_abs_error():
 # --- .pt2 and .pte ----------------------------------------------------------------------------
 
 def test_pt2_runner_matches_eager(program, workspace):
-    from rules.runners import run_pt2
+    from rules.lib.runners import run_pt2
 
     assert_close(run_pt2, program, workspace, max_err=1e-6)
 
 
 def test_pte_runner_matches_eager(program, workspace):
-    from rules.runners import run_pte
+    from rules.lib.runners import run_pte
 
-    pte, _ = run_step("rules.partition", {"backends": []}, {"program": {"path": str(program)}}, "program.pte",
+    pte, _ = run_step("rules.steps.partition", {"backends": []}, {"program": {"path": str(program)}}, "program.pte",
                       workspace / "out" / "pte", workspace)
     assert_close(run_pte, pte, workspace)
 
@@ -143,12 +143,12 @@ def test_pte_runner_matches_eager(program, workspace):
 # --- ONNX ----------------------------------------------------------------------------------
 
 def onnx_export(program, workspace, name, **config):
-    return run_step("rules.onnx_export", {"dynamic_shapes": ONNX_DIMS, **config}, {"program": {"path": str(program)}},
+    return run_step("rules.steps.onnx_export", {"dynamic_shapes": ONNX_DIMS, **config}, {"program": {"path": str(program)}},
                     "model.onnx", workspace / "out" / name, workspace)
 
 
 def test_onnx_matches_eager_at_two_batch_sizes(program, workspace):
-    from rules.runners import run_onnx
+    from rules.lib.runners import run_onnx
 
     path, metrics = onnx_export(program, workspace, "onnx")
     assert metrics["opset"] == 20
@@ -199,7 +199,7 @@ def test_onnx_unknown_input_in_dynamic_shapes(program, workspace):
 # --- AOTInductor ---------------------------------------------------------------------------
 
 def aoti(program, workspace, name, **config):
-    return run_step("rules.aoti", config, {"program": {"path": str(program)}}, "model.pt2",
+    return run_step("rules.steps.aoti", config, {"program": {"path": str(program)}}, "model.pt2",
                     workspace / "out" / name, workspace)
 
 
@@ -216,7 +216,7 @@ def test_aoti_source_package_is_reproducible(program, workspace):
 
 @pytest.mark.slow  # builds a .so with g++: 10-16 s on 2 cores; one small model only
 def test_aoti_compiled_matches_eager(program, workspace):
-    from rules.runners import run_aoti
+    from rules.lib.runners import run_aoti
 
     path, metrics = aoti(program, workspace, "aoti_so", compile=True)
     assert metrics["compiled"] is True and metrics["so_bytes"] > 0

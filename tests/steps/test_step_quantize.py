@@ -15,7 +15,7 @@ import torch
 from helpers import run_step_request
 from pydantic import ValidationError
 
-from rules.quantize import QuantizeConfig
+from rules.steps.quantize import QuantizeConfig
 
 MODELS_PY = '''import torch
 from torch import nn
@@ -109,11 +109,11 @@ def step(ws: Path, module: str, config: dict, inputs: dict, output: str, out: Pa
 
 
 def quantize(ws: Path, out: Path, config: dict) -> dict:
-    return step(ws, "rules.quantize", config, {"sources": {"sources": []}}, "program.pt2", out)
+    return step(ws, "rules.steps.quantize", config, {"sources": {"sources": []}}, "program.pt2", out)
 
 
 def lower(ws: Path, program: Path, backends: list[str], out: Path) -> dict:
-    return step(ws, "rules.partition", {"backends": backends}, {"program": {"path": str(program)}}, "program.pte", out)
+    return step(ws, "rules.steps.partition", {"backends": backends}, {"program": {"path": str(program)}}, "program.pte", out)
 
 
 def snr_db(ref: torch.Tensor, out: torch.Tensor) -> float:
@@ -122,7 +122,7 @@ def snr_db(ref: torch.Tensor, out: torch.Tensor) -> float:
 
 
 def eager_and_input(ws: Path, model: str, shape: list[int] | None = None):
-    from rules.modelio import load_model
+    from rules.lib.modelio import load_model
 
     eager = load_model(ws, MODELS[model]["entry"], 0, None)
     x = torch.randn(*(shape or TEST_SHAPES[model]), generator=torch.Generator().manual_seed(123))
@@ -146,7 +146,7 @@ def built(workspace, tmp_path_factory):
         if (model, scheme) not in cache:
             out = root / model / scheme
             if scheme == "fp32":
-                result = step(workspace, "rules.export", MODELS[model], {"sources": {"sources": []}}, "program.pt2", out)
+                result = step(workspace, "rules.steps.export", MODELS[model], {"sources": {"sources": []}}, "program.pt2", out)
             else:
                 result = quantize(workspace, out, {"export": MODELS[model], "scheme": scheme})
             assert result["ok"], result
@@ -221,7 +221,7 @@ def test_hazard_weight_only_subclass_program_is_garbage_on_xnnpack(workspace, tm
     )
     from torchao.quantization.granularity import PerGroup
 
-    from rules.modelio import load_model
+    from rules.lib.modelio import load_model
 
     config = (
         Int8WeightOnlyConfig(set_inductor_config=False) if weight == "int8"

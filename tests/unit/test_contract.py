@@ -104,7 +104,7 @@ def test_the_unit_tier_needs_neither_the_toolchain_nor_the_cli():
     offenders = {}
     for path in sorted((TESTS / "unit").rglob("*.py")):
         tree = ast.parse(path.read_text())
-        bad = {m for m in imports(path) if m.split(".")[0] in TOOLCHAIN | {"rules"}}
+        bad = {m for m in imports(path) if m.split(".")[0] in TOOLCHAIN}  # `rules` itself loads none of it
         bad |= {f"helpers.{a.name}" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module == "helpers"
                 for a in node.names if a.name in ("run_cli", "build")}
         bad |= {"-m modelbuild" for node in ast.walk(tree) if isinstance(node, (ast.List, ast.Tuple))
@@ -181,4 +181,28 @@ def test_the_engine_imports_only_downward_through_its_layers():
     upward = [f"{a} -> {b}" for a, b in engine_graph().edges if layer_of(b) > layer_of(a)]
     assert upward == []
     top = sorted(p.name for p in (REPO / "buildsys").glob("*.py"))
+    assert len(top) <= 10, top
+
+
+RULE_TOOLCHAIN = TOOLCHAIN | {"safetensors", "transformers"}
+
+
+def test_the_rules_are_split_by_when_their_code_runs():
+    """targets/ plan in the engine's process (never the toolchain, even inside a function); steps/ hold
+    one module per step kind; steps, lib, coreml and release never reach back into targets; only
+    coreml/ and the Core ML steps import coremltools."""
+    from rules import RULESET
+
+    rules = sources("rules")
+    steps = {f"rules.steps.{p.stem}" for p in (REPO / "rules" / "steps").glob("*.py") if p.stem != "__init__"}
+    assert {s.module for s in RULESET.steps.values()} == steps
+    in_targets = {n: sorted(m for m in imports(p) if m.split(".")[0] in RULE_TOOLCHAIN)
+                  for n, p in rules.items() if n.startswith("rules.targets")}
+    assert {n: bad for n, bad in in_targets.items() if bad} == {}
+    back = {n for n, p in rules.items() if n.startswith(("rules.steps", "rules.lib", "rules.coreml", "rules.release"))
+            and any(m.startswith("rules.targets") for m in imports(p))}
+    assert back == set()
+    coreml = {n for n, p in rules.items() if any(m.split(".")[0] == "coremltools" for m in imports(p))}
+    assert {n for n in coreml if not n.startswith(("rules.coreml.", "rules.steps.coreml_"))} == set()
+    top = sorted(p.name for p in (REPO / "rules").glob("*.py"))
     assert len(top) <= 10, top

@@ -1,7 +1,7 @@
 """GPT-2-style decoder from transformers' GPT2Config, tiny: token ids in, logits out.
 Its projections are transformers' Conv1D, not nn.Linear, and its attention is transformers'
 default (sdpa), whose core-ATen decomposition torch 2.13 gets wrong at batch >= 2 unless
-modelbuild corrects it (rules/programs.py, sound_decompositions)."""
+modelbuild corrects it (rules/lib/programs.py, sound_decompositions)."""
 from torch import nn
 from transformers import GPT2Config, GPT2LMHeadModel
 

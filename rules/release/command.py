@@ -11,8 +11,8 @@ from rich.markup import escape
 
 from buildsys.rule_api import Command, Host, UserError
 
-from . import release_archive
-from .release_check import check, compare_rebuilt, summary_rows
+from . import archive as release_archive
+from .check import check, compare_rebuilt, summary_rows
 
 
 def _arguments(v: argparse.ArgumentParser) -> None:

@@ -13,9 +13,9 @@ never are: coremltools skips rank-1 tensors). The default, 256, is well under co
 aligned blobs, per-channel scales, a lookup table of up to 256 entries) eats that: an 8-bit
 palette of a 256-element float16 tensor makes weight.bin bigger, and int8 merely breaks even.
 
-The output is verified numerically on Linux by rules.coreml_check.compare_compressed_weights.
+The output is verified numerically on Linux by rules.coreml.check.compare_compressed_weights.
 Saving makes a new package (new UUIDs, a new conversion date): it is normalized as
-coreml_convert's is (rules.coreml_identity).
+coreml_convert's is (rules.coreml.identity).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
-from .specs import Spec
+from ..values import Spec
 
 WEIGHTS = "Data/com.apple.CoreML/weights/weight.bin"
 IOS16_SPEC = 7  # constexpr ops (compressed weights) need iOS16 / macOS13 or later
@@ -80,15 +80,15 @@ def run(ctx) -> dict:
     import coremltools as ct
     import coremltools.optimize.coreml as cto
 
-    from .coreml_check import (
+    from ..coreml.check import (
         canonical_name,
         decompressed_weights,
         load_program,
         snr_db,
         weight_consts,
     )
-    from .coreml_identity import normalize_package
-    from .errors import StepError
+    from ..coreml.identity import normalize_package
+    from ..errors import StepError
 
     cfg: CoremlCompressConfig = ctx.config
     src = ctx.input_path("package")

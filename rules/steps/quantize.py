@@ -7,7 +7,7 @@ Two families of schemes:
   with quantize/dequantize pairs around each op, and the result is exported again with the
   model's dynamic shapes. Quantizes linear and conv (and the ops XNNPACK fuses with them).
   Static activations are observed by histograms whose range search (in convert_pt2e) is slow
-  in torchao: rules/histogram_observer.py finds the same ranges faster.
+  in torchao: rules/lib/histogram_observer.py finds the same ranges faster.
 - torchao (`torchao_*`): quantize_ swaps each nn.Linear weight for a quantized tensor subclass,
   then the model is exported. The subclasses are unwrapped into plain int8/scale/zero-point
   parameters before export (as executorch.export's SourceTransformStage does). A program
@@ -19,7 +19,7 @@ Two families of schemes:
 
 Both see transformers' Conv1D (GPT-2's projections) as the nn.Linear it is equivalent to. The
 metrics say which of the model's weight-bearing layers were quantized and what share of their
-weight bytes (rules/quantize_layers.py), and warn when that is under half, or when the program's
+weight bytes (rules/lib/quantize_layers.py), and warn when that is under half, or when the program's
 weights are no smaller than the float model's.
 
 Calibration samples are seeded random tensors drawn from the model's input specs, or arrays
@@ -32,9 +32,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
+from ..lib.programs import save_program
+from ..values import Spec
 from .export import ExportConfig, export_model
-from .programs import save_program
-from .specs import Spec
 
 Scheme = Literal[
     "pt2e_int8_static",  # int8 activations (calibrated) and weights; XNNPACKQuantizer
@@ -93,7 +93,7 @@ class QuantizeConfig(Spec):
 
 def calibration_samples(workspace, cfg: QuantizeConfig) -> list[tuple[tuple, dict]]:
     """(args, kwargs) per sample, from the calibration file or seeded from the input specs."""
-    from .modelio import make_tensor
+    from ..lib.modelio import make_tensor
 
     ex = cfg.export
     cal = cfg.calibration
@@ -112,7 +112,7 @@ def _read_arrays(path) -> dict:
     """name -> torch tensor, from .npz (numpy) or .safetensors."""
     import torch
 
-    from .errors import StepError
+    from ..errors import StepError
 
     try:
         if path.suffix == ".npz":
@@ -132,7 +132,7 @@ def _read_arrays(path) -> dict:
     except StepError:
         raise
     except Exception as err:  # numpy and safetensors raise many types for a bad file
-        from .model import not_safetensors
+        from ..lib.weights_file import not_safetensors
 
         problem = not_safetensors(path) if path.suffix == ".safetensors" else None
         raise StepError(f"calibration file {path.name} " + (f"is {problem}" if problem else
@@ -140,8 +140,8 @@ def _read_arrays(path) -> dict:
 
 
 def _samples_from_file(workspace, ex: ExportConfig, file: str) -> list[tuple[tuple, dict]]:
-    from .errors import StepError
-    from .modelio import _DTYPES
+    from ..errors import StepError
+    from ..lib.modelio import _DTYPES
 
     path = workspace / file
     if not path.is_file():
@@ -197,7 +197,7 @@ def quantize_pt2e(model, cfg: QuantizeConfig, args, kwargs, samples, workspace):
     )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from .histogram_observer import with_fast_histograms
+    from ..lib.histogram_observer import with_fast_histograms
 
     dynamic = cfg.scheme == "pt2e_int8_dynamic"
     captured = export_model(model, args, kwargs, cfg.export, workspace).module()
@@ -316,7 +316,7 @@ def quantize_torchao(model, cfg: QuantizeConfig, args, kwargs, workspace):
     quantized = {n for n, m in linears.items() if isinstance(m.weight, TorchAOBaseTensor)}
     unwrap_tensor_subclass(model)  # parametrizes the weights of child Linear modules
     if any(isinstance(p, TorchAOBaseTensor) for p in model.parameters()):
-        from .errors import StepError
+        from ..errors import StepError
 
         raise StepError(
             f"{cfg.export.entry} is itself an nn.Linear: its quantized weight cannot be unwrapped for export "
@@ -327,7 +327,7 @@ def quantize_torchao(model, cfg: QuantizeConfig, args, kwargs, workspace):
 
 def _reasons(cfg: QuantizeConfig, layers, skipped: list[str]) -> dict[str, str]:
     """Why each layer the scheme could leave in float was left, by layer name."""
-    from .quantize_layers import CONV1D
+    from ..lib.quantize_layers import CONV1D
 
     if cfg.scheme.startswith("pt2e_"):
         mode = "dynamic" if cfg.scheme == "pt2e_int8_dynamic" else "static"
@@ -376,9 +376,9 @@ def graph_summary(ep) -> dict:
 
 
 def run(ctx) -> dict:
-    from .errors import StepError
+    from ..errors import StepError
+    from ..lib.quantize_layers import Coverage, conv1d_to_linear, weight_bearing_layers
     from .export import normalize, prepare
-    from .quantize_layers import Coverage, conv1d_to_linear, weight_bearing_layers
 
     cfg: QuantizeConfig = ctx.config
     ex = cfg.export

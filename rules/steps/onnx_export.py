@@ -14,9 +14,9 @@ from typing import Annotated
 
 from pydantic import Field
 
-from .programs import load_program
-from .specs import DimSpec, Spec
-from .toolchain_errors import explain
+from ..lib.programs import load_program
+from ..toolchain_errors import explain
+from ..values import DimSpec, Spec
 
 _TWO_GB = 2**31 - 2**20  # protobuf's limit, less room for the graph itself
 
@@ -67,7 +67,7 @@ def _rewrite_strings(proto, text, dim_param, strip: bool) -> None:
 
 def _axis_renames(graph, cfg: OnnxExportConfig) -> dict[str, str]:
     """torch's symbol (e.g. 's77') -> the declared dim name, read off the graph inputs."""
-    from .errors import StepError
+    from ..errors import StepError
 
     inputs = {i.name: i for i in graph.input}
     renames: dict[str, str] = {}
@@ -103,7 +103,7 @@ def run(ctx) -> dict:
 
     import torch
 
-    from .errors import StepError
+    from ..errors import StepError
 
     cfg: OnnxExportConfig = ctx.config
     ep = load_program(ctx.input_path("program"))

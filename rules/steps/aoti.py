@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from .programs import load_program
-from .specs import Spec
+from ..lib.programs import load_program
+from ..values import Spec
 
 
 class AotiConfig(Spec):
@@ -92,7 +92,7 @@ def run(ctx) -> dict:
     import torch
     from torch._inductor.runtime.cache_dir_utils import temporary_cache_dir
 
-    from .errors import StepError
+    from ..errors import StepError
 
     cfg: AotiConfig = ctx.config
     src = ctx.input_path("program")

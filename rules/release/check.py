@@ -6,8 +6,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import provenance, release_archive
-from .release import MANIFEST, PROVENANCE, SCHEMA
+from ..steps.release import MANIFEST, PROVENANCE, SCHEMA
+from . import archive as release_archive
+from . import provenance
 
 
 @dataclass

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 
-from .runners import SNR_CAP_DB
+from ..lib.runners import SNR_CAP_DB
 
 _FIT_DB = 3.0  # a wrong tensor of the same shape fits at about 0 dB; 2-bit k-means at about 9
 # A per-channel scale must beat the plain fit by this much to be used. Fitting a scale to an
@@ -42,7 +42,7 @@ def snr_db(reference, actual) -> float:
     import numpy as np
     import torch
 
-    from .runners import snr_db as tensor_snr_db
+    from ..lib.runners import snr_db as tensor_snr_db
 
     def flat(a):
         return torch.from_numpy(np.array(a, dtype=np.float64).ravel())

@@ -2,7 +2,7 @@
 
 The Edge-dialect program between partitioning and serialization has no file form other than
 the .pte itself, so partitioning and serialization are one action. Core ML payloads are
-normalized as they are made (rules.coreml_payload), so every .pte is byte-reproducible.
+normalized as they are made (rules.coreml.payload), so every .pte is byte-reproducible.
 """
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ import re
 from collections import Counter
 from contextlib import contextmanager, nullcontext
 
-from .coreml_payload import reproducible_coreml_payloads
-from .programs import load_program, sound_decompositions
-from .specs import Backend, CoremlBackend, Spec, coreml_options
+from ..coreml.options import coreml_options
+from ..coreml.payload import reproducible_coreml_payloads
+from ..lib.programs import load_program, sound_decompositions
+from ..values import Backend, CoremlBackend, Spec
 
 
 class PartitionConfig(Spec):

@@ -30,7 +30,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from .coreml_identity import content_digest, content_uuid, normalize_package
+from .identity import content_digest, content_uuid, normalize_package
 
 METADATA = "metadata.json"
 PACKAGE = "model.mlpackage"

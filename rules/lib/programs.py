@@ -42,7 +42,7 @@ def load_program(path):
 
     import torch
 
-    from .errors import StepError
+    from ..errors import StepError
 
     data = open(path, "rb").read()
     expected = _expected.get(str(path))

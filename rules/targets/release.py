@@ -1,5 +1,5 @@
 """The `release()` target: artifacts packed into one reproducible archive with a manifest and
-provenance (the release step, rules/release.py, writes it).
+provenance (the release step, rules/steps/release.py, writes it).
 
 Its dependencies are the artifacts it lists, by label or by pattern; a failed artifact fails
 the release. With `bundle_tests = True` every .pte also ships as an ExecuTorch BundledProgram
@@ -14,10 +14,10 @@ from pydantic import Field, field_validator
 
 from buildsys.rule_api import Declaration, Label, PlanContext, Planned
 
+from ..release.provenance import load_private_key
+from ..steps.bundle import BundleConfig
+from ..steps.release import ReleaseConfig, ReleaseEntry
 from .artifacts import Shipped
-from .bundle import BundleConfig
-from .provenance import load_private_key
-from .specs import Spec
 
 # The archive's entries are dated SOURCE_DATE_EPOCH when it is set, else this constant
 # (1980-01-01, the earliest date a zip can hold, so tools that repack the files keep it).
@@ -51,34 +51,6 @@ class ReleaseDecl(Declaration):
 
     def selects(self, kind: str) -> bool:
         return kind not in ("model", "release")  # a pattern ships the artifacts it covers
-
-
-class ReleaseEntry(Spec):
-    """One shipped artifact, as the release step is told of it."""
-
-    label: str
-    path: str  # in the archive
-    input: str  # the release step's input holding the artifact
-    format: str
-    model: str
-    sources: dict[str, str]  # workspace path -> sha256 of the model's sources
-    data: dict[str, str]  # weights and data files
-    declaration: dict
-    quantize: str | None = None  # input holding the quantize step's metrics
-    report: str | None = None  # input holding the verification report
-    producer: str  # input holding the metrics of the step that wrote it
-    bundle: str | None = None  # input holding its .bpte
-    bundle_path: str | None = None
-    bundle_check: str | None = None  # input holding the bundle step's metrics
-
-
-class ReleaseConfig(Spec):
-    label: str
-    version: str
-    epoch: int  # the archive entries' mtime
-    revision: dict  # the workspace's version control state
-    entries: list[ReleaseEntry]
-    signed: bool = False  # the input "sign_key" holds an ed25519 private key
 
 
 def archive_path(label: Label, ext: str) -> str:

@@ -21,21 +21,26 @@ from buildsys.rule_api import (
     Sources,
 )
 
-from .aoti import AotiConfig
-from .coreml_compress import Compression, CoremlCompressConfig
-from .coreml_convert import CoremlConvertConfig
-from .decompose import DecomposeConfig
-from .export import ExportConfig
+from ..steps.aoti import AotiConfig
+from ..steps.coreml_compress import Compression, CoremlCompressConfig
+from ..steps.coreml_convert import CoremlConvertConfig
+from ..steps.decompose import DecomposeConfig
+from ..steps.export import ExportConfig
+from ..steps.onnx_export import OnnxExportConfig
+from ..steps.partition import PartitionConfig
+from ..steps.quantize import Calibration, QuantizeConfig, Scheme
+from ..steps.verify import (
+    CASE_NAMES,
+    FLOAT_TOLERANCE,
+    CaseName,
+    Tolerance,
+    VerifyConfig,
+)
+from ..values import DELEGATE_IDS, RUNS_ON_LINUX, Backend, Spec
 from .model import ModelDecl, ModelSources
-from .onnx_export import OnnxExportConfig
-from .partition import PartitionConfig
-from .quantize import Calibration, QuantizeConfig, Scheme
-from .specs import DELEGATE_IDS, RUNS_ON_LINUX, Backend, Spec
-from .verify import CASE_NAMES, CaseName, Tolerance, VerifyConfig
 
 # Default tolerances: float programs must match closely; quantized ones are held to what their
 # scheme achieves (TOOLCHAIN.md: int8 35-52 dB, int4 27-30 dB), well above garbage (< 0 dB).
-FLOAT_TOLERANCE = Tolerance(min_snr_db=60.0)
 QUANTIZED_SNR_DB = {
     "pt2e_int8_static": 20.0, "pt2e_int8_dynamic": 30.0, "torchao_int8_dynact_int8w": 30.0,
     "torchao_int8_weight_only": 30.0, "torchao_int8_dynact_int4w": 15.0, "torchao_int4_weight_only": 15.0,

@@ -37,8 +37,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..values import Spec
 from .export import ExportConfig
-from .specs import Spec
 from .verify import (
     CASE_NAMES,
     VANISHING_CAUSE,
@@ -77,7 +77,7 @@ class BundleCase:
 def bundle_cases(model, cfg: BundleConfig) -> tuple[list[BundleCase], list[dict], str]:
     """The cases verify runs (repeated shapes once), with their eager outputs; the repeated
     cases; and the reference's precision ("float64" or "float32")."""
-    from .modelio import example_inputs
+    from ..lib.modelio import example_inputs
     from .verify import cases
 
     selected, repeated, ran = [], [], {}
@@ -100,7 +100,7 @@ def reference_outputs(model, inputs: list[tuple]) -> tuple[list[list], str]:
     Leaves the model in float64."""
     import torch
 
-    from .runners import snr_db
+    from ..lib.runners import snr_db
 
     with torch.no_grad():
         single = [_leaves(model(*args, **kwargs)) for args, kwargs in inputs]
@@ -149,7 +149,7 @@ def bundle_tolerance(tol: Tolerance, reference_rms: float) -> dict:
         return {"rtol": 0.0, "atol": tol.max_abs_error, "basis": f"max_abs_error {tol.max_abs_error:g}"}
     snr = tol.min_snr_db
     if snr is None:  # tolerance() with no bound: hold the program to the float default
-        from .artifacts import FLOAT_TOLERANCE
+        from .verify import FLOAT_TOLERANCE
 
         snr = FLOAT_TOLERANCE.min_snr_db
     e = 10.0 ** (-snr / 20.0)
@@ -285,7 +285,7 @@ def run_bundle(bpte: bytes, rtol: float, atol: float) -> list[dict]:
         _load_for_executorch_from_bundled_program,
     )
 
-    from .runners import compare
+    from ..lib.runners import compare
 
     _, cases = read_bundle(bpte)
     bundle = _load_bundled_program_from_buffer(bpte)
@@ -322,7 +322,7 @@ def _output_excess(index: int, expected, actual, rtol: float, atol: float) -> di
     """How far one output is from passing |expected - actual| <= atol + rtol * |actual|."""
     import torch
 
-    from .runners import max_abs_error
+    from ..lib.runners import max_abs_error
 
     if expected.dtype != actual.dtype:
         return {"output": index, "error": f"dtype {actual.dtype}, expected {expected.dtype}"}
@@ -379,8 +379,8 @@ def _num(value) -> str:
 # -- the step -------------------------------------------------------------------------------
 
 def run(ctx) -> dict:
-    from .errors import StepError
-    from .modelio import load_model
+    from ..errors import StepError
+    from ..lib.modelio import load_model
     from .verify import _vanishing, reference_scale
 
     cfg: BundleConfig = ctx.config

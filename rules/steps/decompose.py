@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Literal
 
-from .programs import load_program, save_program, sound_decompositions
-from .specs import Spec
+from ..lib.programs import load_program, save_program, sound_decompositions
+from ..values import Spec
 
 
 class DecomposeConfig(Spec):
@@ -17,7 +17,7 @@ class DecomposeConfig(Spec):
 def resolve_op(name: str):
     import torch
 
-    from .errors import StepError
+    from ..errors import StepError
 
     parts = name.removeprefix("torch.ops.").split(".")
     if len(parts) == 2:

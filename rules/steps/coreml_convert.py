@@ -11,15 +11,16 @@ without changing what it computes, so that ops it lacks but can express are expr
   decomposed, and only those (torch's wider `torch._decomp` table would turn the rest into
   prims, which coremltools lacks too).
 What remains unconvertible is refused with the op, the model line it comes from and what to do.
-The saved package is normalized (rules.coreml_identity): no random UUIDs, no date.
+The saved package is normalized (rules.coreml.identity): no random UUIDs, no date.
 """
 from __future__ import annotations
 
-from .coreml_identity import normalize_package
-from .errors import StepError
-from .programs import load_program
-from .specs import ComputeUnits, DeploymentTarget, Precision, Spec, coreml_options
-from .toolchain_errors import COREML_VIA_EXECUTORCH, origin
+from ..coreml.identity import normalize_package
+from ..coreml.options import coreml_options
+from ..errors import StepError
+from ..lib.programs import load_program
+from ..toolchain_errors import COREML_VIA_EXECUTORCH, origin
+from ..values import ComputeUnits, DeploymentTarget, Precision, Spec
 
 
 class CoremlConvertConfig(Spec):

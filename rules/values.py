@@ -79,17 +79,6 @@ Precision = Literal["float16", "float32"]
 DeploymentTarget = Literal["iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15"]
 
 
-def coreml_options(compute_units: str, precision: str, target: str) -> dict:
-    """The coremltools enums for these options (imports coremltools: call it in a worker)."""
-    import coremltools as ct
-
-    return {
-        "compute_units": getattr(ct.ComputeUnit, compute_units.upper()),
-        "compute_precision": getattr(ct.precision, precision.upper()),
-        "minimum_deployment_target": getattr(ct.target, target),
-    }
-
-
 class XnnpackBackend(Spec):
     backend: Literal["xnnpack"] = "xnnpack"
 

@@ -1,5 +1,5 @@
 """Step `release`: pack verified artifacts, their test bundles, MANIFEST.json and the provenance
-into one deterministic .tar.gz (rules/release_archive.py).
+into one deterministic .tar.gz (rules/release/archive.py).
 
 Everything in the archive is a function of the inputs and the config: no paths of this machine,
 no times but SOURCE_DATE_EPOCH, no timings of the runs that made the artifacts.
@@ -11,9 +11,10 @@ from pathlib import Path
 
 from buildsys.rule_api import toolchain
 
-from . import provenance, release_archive
-from .release_target import ReleaseConfig, ReleaseEntry
-from .sizes import artifact_sizes
+from ..lib.sizes import artifact_sizes
+from ..release import archive as release_archive
+from ..release import provenance
+from ..values import Spec
 
 MANIFEST = "MANIFEST.json"
 PROVENANCE = "provenance.intoto.json"
@@ -29,6 +30,34 @@ _TIMINGS = {"seconds", "artifact_seconds"}
 # errors and scales to 2 and 4 significant digits.
 FLOAT_EXACT_DB = 100.0
 _SIGNIFICANT = {"max_abs_error": 2, "reference_rms": 4, "reference_max_abs": 4}
+
+
+class ReleaseEntry(Spec):
+    """One shipped artifact, as the release step is told of it."""
+
+    label: str
+    path: str  # in the archive
+    input: str  # the release step's input holding the artifact
+    format: str
+    model: str
+    sources: dict[str, str]  # workspace path -> sha256 of the model's sources
+    data: dict[str, str]  # weights and data files
+    declaration: dict
+    quantize: str | None = None  # input holding the quantize step's metrics
+    report: str | None = None  # input holding the verification report
+    producer: str  # input holding the metrics of the step that wrote it
+    bundle: str | None = None  # input holding its .bpte
+    bundle_path: str | None = None
+    bundle_check: str | None = None  # input holding the bundle step's metrics
+
+
+class ReleaseConfig(Spec):
+    label: str
+    version: str
+    epoch: int  # the archive entries' mtime
+    revision: dict  # the workspace's version control state
+    entries: list[ReleaseEntry]
+    signed: bool = False  # the input "sign_key" holds an ed25519 private key
 
 
 def _significant(x: float, digits: int) -> float:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .errors import StepError
-from .specs import TensorSpec
+from ..errors import StepError
+from ..values import TensorSpec
 
 _DTYPES = {
     "float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16, "int64": torch.int64,
@@ -77,7 +77,7 @@ def _load_weights(model: torch.nn.Module, path: Path, weights: str, entry: str):
     """load_state_dict(strict=False) from a safetensors file: (missing keys, unexpected keys)."""
     from safetensors.torch import load_file
 
-    from .model import CONVERT, not_safetensors
+    from .weights_file import CONVERT, not_safetensors
 
     try:
         state = load_file(str(path))

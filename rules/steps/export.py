@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from .programs import save_program
-from .specs import DimSpec, Spec, TensorSpec
+from ..lib.programs import save_program
+from ..values import DimSpec, Spec, TensorSpec
 
 
 class ExportConfig(Spec):
@@ -51,7 +51,7 @@ def normalize(ep, workspace) -> None:
 
 def prepare(workspace, cfg: ExportConfig):
     """The eager model, its signature checked against the declared inputs, and those inputs."""
-    from .modelio import check_signature, example_inputs, load_model
+    from ..lib.modelio import check_signature, example_inputs, load_model
 
     model = load_model(workspace, cfg.entry, cfg.init_seed, cfg.weights)
     check_signature(model, cfg.inputs, cfg.keyword_inputs)
@@ -64,7 +64,7 @@ def export_model(model, args, kwargs, cfg: ExportConfig, workspace, strict: bool
     the user's line, hints, and (if asked) draft_export's report."""
     import torch
 
-    from .errors import StepError
+    from ..errors import StepError
 
     strict = cfg.strict if strict is None else strict
     try:
@@ -91,7 +91,7 @@ def draft_report(model, args, kwargs, cfg: ExportConfig, workspace) -> str:
 
 def _dynamo_user_lines(text: str, workspace) -> list[str]:
     """Strict export (Dynamo) puts the user's frames and its hints in the message text."""
-    from .errors import user_file
+    from ..errors import user_file
 
     lines, out = text.splitlines(), []
     for i, line in enumerate(lines):
@@ -107,7 +107,7 @@ def _dynamo_user_lines(text: str, workspace) -> list[str]:
 
 
 def export_failure_message(err: Exception, cfg: ExportConfig, workspace) -> str:
-    from .errors import user_frames
+    from ..errors import user_frames
 
     text = str(err).strip()
     first = text.splitlines()[0] if text else type(err).__name__

@@ -13,9 +13,9 @@ import math
 import time
 from typing import Literal
 
+from ..lib.sizes import artifact_sizes
+from ..values import Spec
 from .export import ExportConfig
-from .sizes import artifact_sizes
-from .specs import Spec
 
 DEVICE_ONLY = "a numeric check needs the device: this backend does not run on Linux"
 CASE_NAMES = ("example", "min", "max")
@@ -34,6 +34,9 @@ VANISHING_FIX = "load trained weights (model(weights = ...)) to check this model
 class Tolerance(Spec):
     min_snr_db: float | None = None  # outputs must be at least this close (signal over error)
     max_abs_error: float | None = None
+
+
+FLOAT_TOLERANCE = Tolerance(min_snr_db=60.0)  # what an unquantized artifact must meet
 
 
 class VerifyConfig(Spec):
@@ -90,7 +93,7 @@ def _vanishing(scale: dict) -> str:
 
 
 def _runner(fmt: str):
-    from . import runners
+    from ..lib import runners
 
     return {"pte": runners.run_pte, "pt2": runners.run_pt2, "onnx": runners.run_onnx, "aoti": runners.run_aoti}[fmt]
 
@@ -108,8 +111,8 @@ class _Case:
         import torch
         from torch.utils._pytree import tree_leaves
 
-        from .modelio import example_inputs
-        from .runners import compare
+        from ..lib.modelio import example_inputs
+        from ..lib.runners import compare
 
         started = time.monotonic()
         args, kwargs = example_inputs(cfg.model.inputs, cfg.model.keyword_inputs, self.shapes)
@@ -161,8 +164,8 @@ class _Case:
 
 def numeric_check(ctx, cfg: VerifyConfig) -> tuple[dict, list[str]]:
     """The report, and warnings for a check that passed on vanishing outputs."""
-    from .errors import StepError
-    from .modelio import load_model
+    from ..errors import StepError
+    from ..lib.modelio import load_model
 
     model = load_model(ctx.workspace, cfg.model.entry, cfg.model.init_seed, cfg.model.weights)
     artifact, runner = ctx.input_path("artifact"), _runner(cfg.format)
@@ -208,7 +211,7 @@ def pte_structure(ctx, cfg: VerifyConfig) -> dict:
     from executorch.exir._serialize._program import deserialize_pte_binary
     from executorch.runtime import Runtime
 
-    from .errors import StepError
+    from ..errors import StepError
 
     path = ctx.input_path("artifact")
     program = Runtime.get().load_program(str(path))
@@ -252,42 +255,11 @@ def _capacity_hint(cfg: ExportConfig, name: str, planned: list[int], needed: lis
     return ""
 
 
-def mlpackage_structure(ctx, cfg: VerifyConfig) -> dict:
-    import coremltools as ct
-
-    from .errors import StepError
-
-    spec = ct.models.MLModel(str(ctx.input_path("artifact")), skip_model_load=True).get_spec()
-    declared = {**cfg.model.inputs, **cfg.model.keyword_inputs}
-    inputs = {i.name: i.type.multiArrayType for i in spec.description.input}
-    problems = []
-    if list(inputs) != list(declared):
-        problems.append(f"inputs are {list(inputs)}, the model declares {list(declared)}")
-    for name, tensor in declared.items():
-        if name not in inputs:
-            continue
-        array, dynamic = inputs[name], cfg.model.dynamic_shapes.get(name, {})
-        ranges = list(array.shapeRange.sizeRanges)
-        for axis, size in enumerate(tensor.shape):
-            if axis in dynamic:
-                got = (ranges[axis].lowerBound, ranges[axis].upperBound) if axis < len(ranges) else None
-                if got != (dynamic[axis].min, dynamic[axis].max):
-                    problems.append(f"input '{name}' axis {axis} has range {got}, dim '{dynamic[axis].name}' declares "
-                                    f"({dynamic[axis].min}, {dynamic[axis].max})")
-            elif axis >= len(array.shape) or array.shape[axis] != size:
-                problems.append(f"input '{name}' has shape {list(array.shape)}, the model declares {tensor.shape}")
-                break
-    if problems:
-        raise StepError("structural check failed:\n  " + "\n  ".join(problems))
-    return {"numeric": False, "format": "mlpackage", "note": "a numeric check needs macOS: Core ML cannot predict on Linux",
-            "inputs": list(inputs), "outputs": [o.name for o in spec.description.output]}
-
-
 def compressed_weights_check(ctx, cfg: VerifyConfig) -> dict:
     """Core ML cannot predict here: load the decompressed weights into the torch model instead."""
-    from .coreml_check import compare_compressed_weights
-    from .errors import StepError
-    from .modelio import example_inputs, load_model
+    from ..coreml.check import compare_compressed_weights
+    from ..errors import StepError
+    from ..lib.modelio import example_inputs, load_model
 
     model = load_model(ctx.workspace, cfg.model.entry, cfg.model.init_seed, cfg.model.weights)
     args, kwargs = example_inputs(cfg.model.inputs, cfg.model.keyword_inputs)
@@ -316,6 +288,8 @@ def run(ctx) -> dict:
     elif cfg.format == "pte":
         report = pte_structure(ctx, cfg)
     elif cfg.format == "mlpackage":
+        from ..coreml.structure import mlpackage_structure
+
         report = mlpackage_structure(ctx, cfg)
         if cfg.compressed:
             report["compressed_weights"] = compressed_weights_check(ctx, cfg)
