@@ -11,7 +11,7 @@ from .cache.cas import CorruptBlob
 from .cache.lookup import ActionLookup
 from .cache.scratch import DAY_NS, remove_idle_locks
 from .cache.stores import Layout, Stores
-from .errors import UserError
+from .errors import FlagError
 from .events import EventLog
 from .exec.executor import Executor
 from .exec.local import LocalExecutor
@@ -88,7 +88,7 @@ def make_executor(options: BuildOptions, ruleset: RuleSet, workspace: Workspace)
         # A remote cache that takes uploads carries the actions' inputs and outputs between nodes.
         remote = (options.remote_cache, headers_from_env(os.environ)) if options.remote_cache and options.remote_upload else None
         return RayExecutor(max(1, options.jobs), ruleset.worker, workspace.root, options.ray_address, remote)
-    raise UserError(f"--executor {options.executor}: unknown executor; expected one of: {', '.join(EXECUTORS)}")
+    raise FlagError("--executor", options.executor, f"unknown executor; expected one of: {', '.join(EXECUTORS)}")
 
 
 def make_remote(options: BuildOptions):

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ValidationError
 from .cache import keys
 from .cache.stat import FileDigests
 from .digests import digest_json
-from .errors import UserError, did_you_mean
+from .errors import TargetError, UserError, describe_validation, did_you_mean
 from .labels import Label
 from .load.pysources import module_file, python_closure
 from .load.revision import workspace_revision
@@ -46,7 +46,7 @@ class PlanningContext(PlanContext):
         self.label = target.label
 
     def error(self, message: str) -> UserError:
-        return UserError(f"{self.target.kind}() '{self.label.name}': {message}", self.target.location)
+        return TargetError(self.target.kind, self.label.name, message, self.target.location)
 
     def python_module(self, module: str) -> Sources:
         """The module's file and every first-party module it imports, from the workspace root."""
@@ -168,9 +168,8 @@ class Planner:
             try:
                 self.planned[label] = kind.plan(target.decl, PlanningContext(self, target))
             except ValidationError as err:  # a step config the declaration's options do not fit
-                problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" if e["loc"] else e["msg"]
-                                     for e in err.errors())
-                raise UserError(f"{target.kind}() '{label.name}': {problems}", target.location) from None
+                raise TargetError(target.kind, label.name, "; ".join(describe_validation(err, target.decl.__class__)),
+                                  target.location) from None
 
     def actions_for(self, labels: list[Label]) -> list[str]:
         """Ids of the actions these targets' artifacts need, in a dependency order."""

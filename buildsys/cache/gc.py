@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError
+from ..errors import FlagError
 from .cas import CAS
 from .scratch import DAY_NS, remove_idle_locks
 from .stores import Layout
@@ -36,7 +36,7 @@ def parse_size(text: str) -> int:
     """'500M', '1.5GB', '10GiB', '123': decimal units (as sizes are shown), binary with 'i'."""
     match = _SIZE.match(text)
     if not match:
-        raise UserError(f"--max-size {text!r}: expected a size such as 500M, 2G, 1.5GB or 10GiB")
+        raise FlagError("--max-size", repr(text), "expected a size such as 500M, 2G, 1.5GB or 10GiB")
     return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
 
 

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..errors import UserError
+from ..errors import FlagError, UserError
 
 REMOTE_ENV = "MODELBUILD_REMOTE_CACHE"
 REMOTE_KEY_ENV = "MODELBUILD_REMOTE_CACHE_KEY"
@@ -46,9 +46,9 @@ def remote_options(args) -> dict:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         shown = url if not parts.password else url.replace(parts.password, "***")
-        raise UserError(f"--remote-cache {shown}: expected an http:// or https:// URL of a Bazel-protocol HTTP cache "
+        raise FlagError("--remote-cache", shown, "expected an http:// or https:// URL of a Bazel-protocol HTTP cache "
                         "(bazel-remote, nginx with WebDAV, ...)")
     if key is not None and not Path(key).is_file():
-        raise UserError(f"--remote-cache-key {key}: no such file (expected an ed25519 key in PEM)")
+        raise FlagError("--remote-cache-key", key, "no such file (expected an ed25519 key in PEM)")
     return {"remote_cache": url.rstrip("/"), "remote_upload": not args.no_remote_upload,
             "remote_cache_key": Path(key).resolve() if key else None}

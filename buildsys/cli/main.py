@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..cache.stores import CACHE_ENV, cache_dir
-from ..errors import UserError
+from ..errors import FlagError, UserError
 from ..load.workspace import Workspace
 from ..out_tree import default_out
 from ..rule_api import RuleSet
@@ -56,7 +56,7 @@ def _settings(args) -> dict:
         try:
             settings[flag.setting] = flag.parse(value)
         except ValueError as err:
-            raise UserError(f"{flag.option}: {err}") from None
+            raise FlagError(flag.option, None, str(err)) from None
     return settings
 
 
@@ -187,7 +187,7 @@ def cmd_cache_gc(args, console: Console) -> int:
     if max_size is None and args.older_than is None:
         raise UserError("cache gc: say what to remove: --max-size SIZE (e.g. 5G), --older-than DAYS, or both")
     if args.older_than is not None and args.older_than < 0:
-        raise UserError(f"--older-than {args.older_than}: expected a number of days, 0 or more")
+        raise FlagError("--older-than", args.older_than, "expected a number of days, 0 or more")
     began = time.monotonic()
     stores, held = _gc_inputs(args, console)
     try:

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import networkx as nx
 
-from ..errors import Location, UserError, did_you_mean
+from ..errors import Location, TargetError, UserError, did_you_mean
 from ..labels import Label, Pattern
 from ..rule_api import RuleSet, Target
 from .declarations import validate
@@ -47,7 +47,7 @@ class TargetGraph:
                 try:
                     deps = tuple(Label.parse(d, package) for d in decl.dep_labels())
                 except UserError as err:
-                    raise UserError(f"{raw.kind}() '{decl.name}': {err.message}", raw.location) from None
+                    raise TargetError(raw.kind, decl.name, err.message, raw.location) from None
                 targets.append(Target(label, raw.kind, decl, raw.location, deps))
             self._packages[package] = targets
         return self._packages[package]
@@ -85,7 +85,7 @@ class TargetGraph:
             try:
                 matched = self._matching(text)
             except UserError as err:
-                raise UserError(f"{target.kind}() '{target.label.name}': {err.message}", target.location) from None
+                raise TargetError(target.kind, target.label.name, err.message, target.location) from None
             found |= {t.label for t in matched if t.label != target.label and target.decl.selects(t.kind)}
         if not found:
             return target

@@ -93,17 +93,17 @@ def run(ctx) -> dict:
     cfg: CoremlCompressConfig = ctx.config
     src = ctx.input_path("package")
     if not (src / "Manifest.json").is_file():
-        raise StepError(f"{ctx.label}: input {src.name} is not an .mlpackage directory")
+        raise StepError(f"input {src.name} is not an .mlpackage directory")
     model = ct.models.MLModel(str(src), skip_model_load=True)
     spec = model.get_spec()
     if spec.WhichOneof("Type") != "mlProgram":
         raise StepError(
-            f"{ctx.label}: weight compression needs an ML program (.mlpackage), not a {spec.WhichOneof('Type')} model"
+            f"weight compression needs an ML program (.mlpackage), not a {spec.WhichOneof('Type')} model"
         )
     if spec.specificationVersion < IOS16_SPEC:
         # coremltools would silently raise the package's deployment target to iOS16.
         raise StepError(
-            f"{ctx.label}: compressed weights need minimum_deployment_target iOS16 / macOS13 or later; "
+            f"compressed weights need minimum_deployment_target iOS16 / macOS13 or later; "
             f"this package targets specification version {spec.specificationVersion} (iOS15 / macOS12)"
         )
 
@@ -133,7 +133,7 @@ def run(ctx) -> dict:
         sizes = sorted((int(v.size) for v in original.values() if v.ndim >= 2), reverse=True)
         largest = f"the largest has {sizes[0]} elements" if sizes else "it has no weight of rank 2 or more"
         raise StepError(
-            f"{ctx.label}: compression changed nothing: no weight has more than weight_threshold = "
+            f"compression changed nothing: no weight has more than weight_threshold = "
             f"{cfg.weight_threshold} elements ({largest}); lower weight_threshold or drop compress"
         )
     snrs = [snr_db(by_canonical[canonical_name(n)], values[n]) for n in names if canonical_name(n) in by_canonical]

@@ -206,3 +206,33 @@ def test_the_rules_are_split_by_when_their_code_runs():
     assert {n for n in coreml if not n.startswith(("rules.coreml.", "rules.steps.coreml_"))} == set()
     top = sorted(p.name for p in (REPO / "rules").glob("*.py"))
     assert len(top) <= 10, top
+
+
+def test_one_error_vocabulary():
+    """The target prefix `kind() 'name':` and the `--flag value:` shape are each written once, in
+    buildsys/errors.py; only it formats a pydantic ValidationError; steps do not restate their label."""
+    import re
+
+    engine = {n: p.read_text() for n, p in sources("buildsys").items()}
+    prefix = [n for n, text in engine.items() if re.search(r"""f"\{[a-z_.]*kind\}\(\) '""", text)]
+    assert prefix == ["buildsys.errors"]
+    assert [n for n, text in engine.items() if 'UserError(f"--' in text] == []
+    assert [n for n, text in engine.items() if ".errors()" in text] == ["buildsys.errors"]
+    assert [n for n, p in sources("rules").items() if 'StepError(f"{ctx.label}' in p.read_text()] == []
+
+
+def test_validation_errors_speak_of_fields_not_pydantic():
+    from pydantic import ValidationError
+
+    from buildsys.errors import FlagError, TargetError, describe_validation
+    from rules.targets.artifacts import CoremlPackage
+
+    try:
+        CoremlPackage.model_validate({"name": "m", "model": ":m", "verfy_cases": [], "verify": "maybe"})
+    except ValidationError as err:
+        problems = describe_validation(err, CoremlPackage)
+    assert any(p.startswith("got an unexpected field 'verfy_cases' (did you mean 'verify_cases'?); allowed fields: compress, ")
+               for p in problems), problems
+    assert "field 'verify': Input should be a valid boolean, unable to interpret input (got 'maybe')" in problems
+    assert str(TargetError("model", "m", "no such file", "BUILD.models:3")) == "BUILD.models:3: model() 'm': no such file"
+    assert str(FlagError("--max-size", "'5X'", "expected a size")) == "--max-size '5X': expected a size"
