@@ -18,9 +18,7 @@ def metrics_view(metrics: dict):
     """Tables for the metrics steps report; anything else as compact JSON."""
     parts = []
     for key, value in metrics.items():
-        if key == "warnings":
-            parts.extend(f"[yellow]WARNING:[/] {escape(w)}" for w in value)
-        elif key == "coverage" and isinstance(value, dict) and "by_kind" in value:
+        if key == "coverage" and isinstance(value, dict) and "by_kind" in value:
             parts.append(_coverage_table(value))
         elif key == "verification" and isinstance(value, dict):
             parts.append(_verification_table(value))

@@ -35,6 +35,7 @@ class StepContext:
     def __init__(self, request: StepRequest, workspace: Path):
         self.request = request
         self.config: BaseModel = RULESET.steps[request.step].config.model_validate(request.config)
+        self.warnings: list[str] = []
         self.label = request.label
         self.workspace = workspace
         self.out_dir = Path(request.out_dir)
@@ -49,6 +50,10 @@ class StepContext:
         value = self.request.inputs[name]
         assert isinstance(value, SourcesInput), f"input {name!r} is a file, not workspace sources"
         return [self.workspace / f.path for f in value.sources]
+
+    def warn(self, text: str) -> None:
+        """Tell the user something, though the step succeeded (shown in the build's summary and by show)."""
+        self.warnings.append(text)
 
     def output_path(self, name: str) -> Path:
         if name not in self.request.outputs:
@@ -122,7 +127,7 @@ def run(request: StepRequest, workspace: Path) -> StepReply:
             if frames:
                 return StepReply(ok=False, error=f"{frames}\n{type(err).__name__}: {err}", show_log=False)
             return StepReply(ok=False, error=explain(request.step, err, workspace, _log_text(request.log)), show_log=False)
-    return StepReply(ok=True, metrics=metrics)
+    return StepReply(ok=True, metrics=metrics, warnings=ctx.warnings)
 
 
 def preload() -> None:

@@ -33,8 +33,13 @@ class ActionResult(BaseModel):
     step: str
     outputs: dict[str, OutputRecord]
     metrics: dict = {}
+    warnings: list[str] = []
     log: str | None = None  # CAS digest of the action's captured stdout and stderr
     seconds: float = 0.0
+
+    def reported(self) -> dict:
+        """What a METRICS input holds: the metrics, and the warnings under "warnings" if any."""
+        return {**self.metrics, **({"warnings": self.warnings} if self.warnings else {})}
 
 
 class _Sealed(BaseModel):

@@ -49,7 +49,7 @@ class ActionLookup:
             return value.digest()
         result = result_of(value.action)
         if value.name == METRICS:
-            return digest_json(result.metrics)
+            return digest_json(result.reported())
         return result.outputs[value.name].digest
 
     def material(self, action: Action, result_of: ResultOf, by_file: bool = False) -> dict:

@@ -24,6 +24,11 @@ from ..units import human_bytes
 _LOG_TAIL = 40
 
 
+
+def warning(text: str, source: str | None = None) -> str:
+    """The one shape of a warning, in the build's summary and in `show`: `WARNING: source: text`."""
+    return f"[yellow]WARNING:[/] {escape(source) + ': ' if source else ''}{escape(text)}"
+
 class BuildConsole:
     def __init__(self, console: Console, verbose: bool = False):
         self.console = console
@@ -88,21 +93,23 @@ class BuildConsole:
         self.console.print(Panel(body, title=f"[red]FAILED[/]{cached} {action.step} {escape(owners)}",
                                  title_align="left", border_style="red"))
 
+    def warn(self, text: str, source: str | None = None) -> None:
+        self.console.print(warning(text, source), soft_wrap=True)
+
     def warnings(self, s: BuildSummary) -> int:
         """Every step's warnings for this build's actions, whether they ran now or came from the cache,
         and what was wrong with the cache (and how the build got past it)."""
         shown = s.store_warnings if len(s.store_warnings) <= 5 else s.store_warnings[:3]
         for text in shown:
-            self.console.print(f"[yellow]WARNING:[/] cache: {escape(text)}", soft_wrap=True)
+            self.warn(text, "cache")
         if len(shown) < len(s.store_warnings):  # a cache of an older format: every record at once
-            self.console.print(f"[yellow]WARNING:[/] cache: ... and {len(s.store_warnings) - len(shown)} more like these",
-                               soft_wrap=True)
+            self.warn(f"... and {len(s.store_warnings) - len(shown)} more like these", "cache")
         for text in s.remote_warnings:  # each names the server; the build went on without it
-            self.console.print(f"[yellow]WARNING:[/] {escape(text)}", soft_wrap=True)
+            self.warn(text)
         found = s.state.warnings()
         for outcome, text in found:
             owners = ", ".join(sorted(str(o) for o in outcome.action.owners))
-            self.console.print(f"[yellow]WARNING:[/] {escape(owners)} ({outcome.action.step}): {escape(text)}",
+            self.console.print(warning(text, f"{owners} ({outcome.action.step})"),
                                soft_wrap=True)
         return len(found) + len(s.store_warnings) + len(s.remote_warnings)
 

@@ -19,14 +19,14 @@ from ..load.workspace import Workspace
 from ..out_tree import default_out
 from ..planning import Planner
 from ..rule_api import RuleSet
+from .console import warning
 
 
 def _report(ruleset: RuleSet, metrics: dict):
-    """The rule set's view of a step's metrics; without one, its warnings and the rest as JSON."""
+    """The rule set's view of a step's metrics; without one, as JSON."""
     if ruleset.report is not None:
         return ruleset.report(metrics)
-    lines = [f"[yellow]WARNING:[/] {escape(w)}" for w in metrics.get("warnings", [])]
-    lines += [f"{k}: {escape(json.dumps(v, sort_keys=True))}" for k, v in metrics.items() if k != "warnings"]
+    lines = [f"{k}: {escape(json.dumps(v, sort_keys=True))}" for k, v in metrics.items()]
     return Group(*lines)
 
 
@@ -64,6 +64,8 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
             continue
         result = hit.result
         node = tree.add(f"[green]{action.step}[/]: cached, ran in {result.seconds:.2f}s  [dim]key {hit.key[:16]}[/]")
+        for text in result.warnings:
+            node.add(warning(text))
         if result.metrics:
             node.add(_report(ruleset, result.metrics))
     console.print(tree)

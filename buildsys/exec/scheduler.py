@@ -75,7 +75,7 @@ class BuildState:
     def warnings(self) -> list[tuple[Outcome, str]]:
         """What the steps warned about, for the actions of this build, whether they ran or were cached."""
         return [(o, w) for o in self.outcomes.values() if o.result is not None
-                for w in o.result.metrics.get("warnings", [])]
+                for w in o.result.warnings]
 
 
 class Scheduler:
@@ -276,7 +276,7 @@ class Scheduler:
         if value.name == METRICS:
             path = staging / "in" / f"{name}.json"
             path.parent.mkdir(exist_ok=True)
-            path.write_text(canonical_json(self.state.outcomes[value.action].result.metrics))
+            path.write_text(canonical_json(self.state.outcomes[value.action].result.reported()))
             return FileInput(path=str(path), digest=self.lookup.input_digest(value, self._result_of))
         record = self.state.outcomes[value.action].result.outputs[value.name]
         if record.is_tree:
@@ -345,7 +345,7 @@ class Scheduler:
                                                                           seconds=seconds))
                     self._finish(Outcome(action, FAILED, self._keys[aid], seconds, error=error, log=log_text))
                     return False
-            result = ActionResult(step=action.step, outputs=outputs, metrics=reply.metrics, log=log_digest,
+            result = ActionResult(step=action.step, outputs=outputs, metrics=reply.metrics, warnings=reply.warnings, log=log_digest,
                                   seconds=seconds)
             # As the cache will hand it back (inf and nan become null): a hit and a run read the same.
             result = ActionResult.model_validate_json(result.model_dump_json())

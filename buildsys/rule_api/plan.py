@@ -62,7 +62,8 @@ class Sources:
 
 P = TypeVar("P", bound="Provider")
 
-# The name under which an action's reported metrics can be another action's input (as JSON).
+# The name under which what an action reported can be another action's input: its metrics as JSON,
+# with its warnings, if it gave any, under "warnings".
 METRICS = "@metrics"
 
 

@@ -55,6 +55,7 @@ class StepReply(BaseModel):
 
     ok: bool
     metrics: dict = {}
+    warnings: list[str] = []  # what the step wants its user to know, though it succeeded
     error: str | None = None
     show_log: bool = True  # the log is worth showing (a toolchain failure, not a step's own message)
     transient: bool = False  # the machine failed, not the inputs: never recorded as their failure

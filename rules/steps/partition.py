@@ -195,4 +195,6 @@ def run(ctx) -> dict:
     program = edge.to_executorch()
     with open(ctx.output_path("program.pte"), "wb") as f:
         program.write_to_file(f)
-    return {"delegation": summary, **({"warnings": warnings} if warnings else {})}
+    for warning in warnings:
+        ctx.warn(warning)
+    return {"delegation": summary}

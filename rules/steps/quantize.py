@@ -417,6 +417,6 @@ def run(ctx) -> dict:
     if cfg.scheme == "pt2e_int8_static":
         metrics["calibration_samples"] = len(samples)
     warnings = coverage.warnings(cfg.scheme, before, after)
-    if warnings:
-        metrics["warnings"] = warnings
+    for warning in warnings:
+        ctx.warn(warning)
     return metrics

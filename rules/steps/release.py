@@ -186,4 +186,6 @@ def run(ctx) -> dict:
     summary = {"artifacts": len(artifacts), "files": len(files), "bytes": out.stat().st_size,
                "sha256": release_archive.sha256(out.read_bytes()), "signed": cfg.signed,
                "bundles": sum(1 for a in artifacts if "bundle" in a)}
-    return {"release": summary, **({"warnings": warnings} if warnings else {})}
+    for warning in warnings:
+        ctx.warn(warning)
+    return {"release": summary}

@@ -59,7 +59,7 @@ def archive_path(label: Label, ext: str) -> str:
 
 
 def _epoch(ctx: PlanContext) -> int:
-    raw = ctx.setting("source_date_epoch") or os.environ.get("SOURCE_DATE_EPOCH")
+    raw = os.environ.get("SOURCE_DATE_EPOCH")
     if raw is None or raw == "":
         return DEFAULT_EPOCH
     if not str(raw).isdigit():

@@ -27,7 +27,8 @@ def checks(tmp_path_factory):
 
 
 def metrics(results, step: str, label: str) -> dict:
-    return results[(step, label)].metrics
+    """What the step reported: its metrics, and its warnings (a field of the record) under "warnings"."""
+    return results[(step, label)].reported()
 
 
 def test_only_the_vanishing_int8_check_fails(checks):

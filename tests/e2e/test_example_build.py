@@ -88,7 +88,7 @@ def test_mlpackage_loads_with_expected_signature(example):
     packages = [t for t in all_targets if t.kind == "coreml_package"]
     assert len(packages) == 4
     for t in packages:
-        model = next(m for m in all_targets if m.label == Label_of(t)).decl
+        model = next(m for m in all_targets if m.label == label_of(t)).decl
         spec = ct.models.MLModel(str(artifact(ws, t)), skip_model_load=True).get_spec()
         names = [i.name for i in spec.description.input]
         assert names == [*model.inputs, *model.keyword_inputs], t.label
@@ -104,7 +104,7 @@ def test_mlpackage_loads_with_expected_signature(example):
                     assert arrays[name].shape[axis] == size, (t.label, name, axis)
 
 
-def Label_of(target):
+def label_of(target):
     from buildsys.labels import Label
 
     return Label.parse(target.decl.model, target.label.package)

@@ -33,7 +33,8 @@ def built(tmp_path_factory):
 
 
 def quantize_metrics(results, label: str) -> dict:
-    return results[("quantize", label)].metrics
+    """The quantize step's metrics, and its warnings (a field of the record) under "warnings"."""
+    return results[("quantize", label)].reported()
 
 
 @pytest.mark.parametrize("label,scheme", [("//:gpt2_8da4w", "torchao_int8_dynact_int4w"),

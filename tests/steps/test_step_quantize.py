@@ -319,7 +319,8 @@ def test_group_size_skips_layers_that_do_not_divide(workspace, tmp_path):
     # fc1 (48x64) holds 3/4 of the weight bytes: the build warns, naming it and why
     cov = metrics["coverage"]
     assert (cov["weight_bytes"], cov["quantized_weight_bytes"]) == ((48 * 64 + 64 * 16) * 4, 64 * 16 * 4)
-    [warning] = metrics["warnings"]
+    assert "warnings" not in metrics, "warnings travel beside the metrics, not in them"
+    [warning] = result["warnings"]
     assert warning == (
         "torchao_int8_dynact_int4w quantized 1 of 2 weight-bearing layers (25% of their weight bytes); left in float: "
         "1 Linear layer (fc1; 75% of the weight bytes): skipped for group_size 32: their input features are not "
@@ -339,18 +340,18 @@ def test_group_size_skips_layers_that_do_not_divide(workspace, tmp_path):
 ])
 def test_convs_left_in_float_are_named_in_a_warning(built, scheme, reason):
     """ConvNet's weight bytes are mostly in its convs, which these schemes leave in float."""
-    metrics = built("conv", scheme)[0]["metrics"]
-    cov = metrics["coverage"]
+    result = built("conv", scheme)[0]
+    cov = result["metrics"]["coverage"]
     assert cov["by_kind"] == {"Conv2d": {"layers": 2, "quantized": 0}, "Linear": {"layers": 1, "quantized": 1}}
     assert cov["left_float"] == {reason: "conv1, conv2"}
-    [warning] = metrics["warnings"]
+    [warning] = result["warnings"]
     assert f"2 Conv2d layers (conv1, conv2; 71% of the weight bytes): {reason}" in warning
 
 
 def test_static_int8_quantizes_every_conv_and_linear(built):
     cov = built("conv", "pt2e_int8_static")[0]["metrics"]["coverage"]
     assert (cov["layers"], cov["quantized_layers"], cov["quantized_share"]) == (3, 3, 1.0)
-    assert "warnings" not in built("conv", "pt2e_int8_static")[0]["metrics"]
+    assert built("conv", "pt2e_int8_static")[0]["warnings"] == []
 
 
 @pytest.mark.parametrize(
