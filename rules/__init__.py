@@ -32,7 +32,7 @@ from .targets.artifacts import (
 )
 from .targets.model import ModelDecl, plan_model
 from .targets.release import ReleaseDecl, plan_release
-from .values import PRELUDE
+from .prelude import PRELUDE
 
 _TORCH = ("torch",)
 _ET = ("torch", "executorch", "torchao")

@@ -77,6 +77,7 @@ def _backend_shorthand(value):
 ComputeUnits = Literal["all", "cpu_only", "cpu_and_gpu", "cpu_and_ne"]
 Precision = Literal["float16", "float32"]
 DeploymentTarget = Literal["iOS15", "iOS16", "iOS17", "iOS18", "macOS12", "macOS13", "macOS14", "macOS15"]
+DEFAULT_DEPLOYMENT_TARGET: DeploymentTarget = "iOS17"  # the Core ML delegate's and .mlpackage conversion's
 
 
 class XnnpackBackend(Spec):
@@ -87,7 +88,7 @@ class CoremlBackend(Spec):
     backend: Literal["coreml"] = "coreml"
     compute_units: ComputeUnits = "all"
     precision: Precision = "float16"
-    minimum_deployment_target: DeploymentTarget = "iOS17"
+    minimum_deployment_target: DeploymentTarget = DEFAULT_DEPLOYMENT_TARGET
 
 
 # "xnnpack" is shorthand for xnnpack(); the shorthand is expanded before the union is chosen.
@@ -111,46 +112,4 @@ Backend = Annotated[
 
 # Starlark helpers: each builds the dict the matching Spec validates, with Starlark's own
 # argument checking (an unknown keyword fails at the call, with file:line:column).
-PRELUDE = '''
-def tensor(shape, dtype = "float32", seed = 0, fill = "randn", low = None, high = None):
-    t = {"shape": shape, "dtype": dtype, "seed": seed, "fill": fill}
-    if low != None:
-        t["low"] = low
-    if high != None:
-        t["high"] = high
-    return t
 
-def dim(name, max, min = 1):
-    return {"name": name, "min": min, "max": max}
-
-def xnnpack():
-    return {"backend": "xnnpack"}
-
-def mps(use_fp16 = False):
-    return {"backend": "mps", "use_fp16": use_fp16}
-
-def vulkan():
-    return {"backend": "vulkan"}
-
-def quantization(scheme, per_channel = True, group_size = 32, calibration = None):
-    q = {"scheme": scheme, "per_channel": per_channel, "group_size": group_size}
-    if calibration != None:
-        q["calibration"] = calibration
-    return q
-
-def calibration(samples = 8, seed = 0, file = None):
-    return {"samples": samples, "seed": seed, "file": file}
-
-def tolerance(min_snr_db = None, max_abs_error = None):
-    return {"min_snr_db": min_snr_db, "max_abs_error": max_abs_error}
-
-def linear_quantize():
-    return {"scheme": "linear"}
-
-def palettize(nbits):
-    return {"scheme": "palettize", "nbits": nbits}
-
-def coreml(compute_units = "all", precision = "float16", minimum_deployment_target = "iOS17"):
-    return {"backend": "coreml", "compute_units": compute_units, "precision": precision,
-            "minimum_deployment_target": minimum_deployment_target}
-'''

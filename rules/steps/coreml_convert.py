@@ -20,13 +20,13 @@ from ..coreml.options import coreml_options
 from ..errors import StepError
 from ..lib.programs import load_program
 from ..toolchain_errors import COREML_VIA_EXECUTORCH, origin
-from ..values import ComputeUnits, DeploymentTarget, Precision, Spec
+from ..values import DEFAULT_DEPLOYMENT_TARGET, ComputeUnits, DeploymentTarget, Precision, Spec
 
 
 class CoremlConvertConfig(Spec):
     compute_units: ComputeUnits = "all"
     compute_precision: Precision = "float16"
-    minimum_deployment_target: DeploymentTarget = "iOS17"
+    minimum_deployment_target: DeploymentTarget = DEFAULT_DEPLOYMENT_TARGET
 
 
 def _kind(node) -> str:

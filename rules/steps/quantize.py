@@ -48,7 +48,7 @@ GROUPED_SCHEMES = ("torchao_int8_dynact_int4w", "torchao_int4_weight_only")
 QDQ_NAMESPACES = ("quantized_decomposed", "torchao")
 WEIGHTED_OPS = ("linear", "conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d")
 _DEFAULT_SAMPLES = 8
-_DEFAULT_GROUP_SIZE = 32
+DEFAULT_GROUP_SIZE = 32
 
 
 class Calibration(Spec):
@@ -74,7 +74,7 @@ class QuantizeConfig(Spec):
     export: ExportConfig
     scheme: Scheme
     per_channel: bool = True  # pt2e: per-output-channel weight scales (else per-tensor)
-    group_size: Annotated[int, Field(ge=1)] = _DEFAULT_GROUP_SIZE  # torchao int4: input channels per scale
+    group_size: Annotated[int, Field(ge=1)] = DEFAULT_GROUP_SIZE  # torchao int4: input channels per scale
     calibration: Calibration = Calibration()  # pt2e_int8_static only
 
     @model_validator(mode="after")
@@ -83,7 +83,7 @@ class QuantizeConfig(Spec):
             raise ValueError(f"calibration applies only to scheme 'pt2e_int8_static', not '{self.scheme}'")
         if not self.per_channel and not self.scheme.startswith("pt2e_"):
             raise ValueError(f"per_channel applies only to the pt2e schemes, not '{self.scheme}'")
-        if self.group_size != _DEFAULT_GROUP_SIZE and self.scheme not in GROUPED_SCHEMES:
+        if self.group_size != DEFAULT_GROUP_SIZE and self.scheme not in GROUPED_SCHEMES:
             raise ValueError(f"group_size applies only to schemes {', '.join(GROUPED_SCHEMES)}, not '{self.scheme}'")
         return self
 

@@ -28,7 +28,7 @@ from ..steps.decompose import DecomposeConfig
 from ..steps.export import ExportConfig
 from ..steps.onnx_export import OnnxExportConfig
 from ..steps.partition import PartitionConfig
-from ..steps.quantize import Calibration, QuantizeConfig, Scheme
+from ..steps.quantize import DEFAULT_GROUP_SIZE, Calibration, QuantizeConfig, Scheme
 from ..steps.verify import (
     CASE_NAMES,
     FLOAT_TOLERANCE,
@@ -56,7 +56,7 @@ class Quantization(Spec):
 
     scheme: Scheme
     per_channel: bool = True
-    group_size: int = 32
+    group_size: int = DEFAULT_GROUP_SIZE
     calibration: Calibration = Calibration()  # package-relative `file` here
 
 
