@@ -15,7 +15,7 @@ from .errors import FlagError
 from .events import EventLog
 from .exec.executor import Executor
 from .exec.local import LocalExecutor
-from .exec.scheduler import CACHED, FAILED, RAN, BuildState, Outcome, Scheduler
+from .exec.scheduler import CACHED, RAN, BuildState, Outcome, Rerun, Scheduler
 from .labels import Label
 from .load.target_graph import TargetGraph
 from .load.workspace import Workspace
@@ -122,7 +122,8 @@ def build(
             for aid in actions:
                 needed_by.setdefault(aid, []).append(label)
 
-        def on_event(kind: str, item) -> None:
+        def on_event(kind: str, item) -> list[Rerun]:
+            reruns = []
             if kind == "finished":
                 outcome: Outcome = item
                 events.action(outcome)
@@ -130,18 +131,19 @@ def build(
                     for label in needed_by.get(outcome.action.id, []):
                         waiting_on[label].discard(outcome.action.id)
                         if not waiting_on[label] and label not in summary.placed:
-                            place(label)
+                            reruns += place(label)
             on_progress(kind, item)
+            return reruns
 
-        def place(label: Label) -> None:
+        def place(label: Label) -> list[Rerun]:
             planned = planner.planned[label]
             outcome = scheduler.state.outcomes[planned.artifact.action]
             try:
                 summary.placed[label], _ = out.place(label, planned.ext, outcome.result.outputs[planned.artifact.name])
             except CorruptBlob as bad:  # removed from the CAS: run its producer again, then place it
-                if not scheduler.rerun([planned.artifact.action], f"blob {str(bad)[:16]}, the artifact of {label},"):
-                    outcome.status = FAILED
-                    outcome.error = f"the artifact's blob {bad} stayed corrupt after its producer ran again"
+                return [Rerun([planned.artifact.action], f"blob {str(bad)[:16]}, the artifact of {label},",
+                              f"the artifact's blob {bad} stayed corrupt after its producer ran again")]
+            return []
 
         remote = make_remote(options)
         lookup = ActionLookup(ruleset, stores.action_cache, stores.cas, remote)

@@ -9,25 +9,22 @@ anything, while the key stays the same (--retry-failed reruns it).
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from filelock import FileLock, Timeout
-
-from ..cache import scratch
-from ..cache.action_cache import ActionResult, FailureRecord, OutputRecord
+from ..cache.action_cache import ActionResult, FailureRecord
 from ..cache.cas import CorruptBlob
 from ..cache.lookup import ActionLookup
 from ..cache.stores import Layout
-from ..digests import canonical_json
 from ..planning import Planner
 from ..rule_api import METRICS, Action, Sources
-from ..rule_api.wire import FileInput, SourceFile, SourcesInput, StepReply, StepRequest
+from ..rule_api.wire import FileInput, SourcesInput, StepReply, StepRequest
+from .claims import Claims
 from .executor import Executor
+from .staging import LOG, Staging
 
 RAN, CACHED, FAILED, SKIPPED = "ran", "cached", "failed", "skipped"
 _POLL = 0.2  # seconds between looks at actions another build is running
@@ -78,6 +75,17 @@ class BuildState:
                 for w in o.result.warnings]
 
 
+@dataclass(frozen=True)
+class Rerun:
+    """A listener's request, on an action that finished: run these producers again (an output of
+    theirs was found corrupt and removed), then what waits on them; if_refused is the error when
+    they already ran again for it."""
+
+    producers: list[str]
+    why: str
+    if_refused: str
+
+
 class Scheduler:
     def __init__(
         self,
@@ -86,7 +94,7 @@ class Scheduler:
         executor: Executor,
         layout: Layout,
         keep_going: bool,
-        on_event: Callable[[str, Outcome | Action], None],
+        on_event: Callable[[str, Outcome | Action], list[Rerun] | None],
         explain: bool = False,
         retry_failed: bool = False,
     ):
@@ -94,19 +102,18 @@ class Scheduler:
         self.lookup = lookup
         self.cas = lookup.cas
         self.executor = executor
-        self.tmp_root = layout.tmp
         self.keep_going = keep_going
-        self.on_event = on_event  # ("started" | "finished", ...) for progress, events and outputs
-        scratch.sweep(self.tmp_root)  # staging of a build that was killed
+        # ("started" | "finished", ...) for progress, events and outputs; a listener that finds a finished
+        # action's output bad (placing it in out/) answers with the reruns it needs.
+        self.on_event = on_event
+        self.staging = Staging(layout.tmp, self.cas)
         self.state = BuildState()
-        self._staging: dict[str, Path] = {}
         self._started: dict[str, float] = {}
         self._keys: dict[str, str] = {}
         self.explain = explain
         self.retry_failed = retry_failed
         self._reasons: dict[str, list[str]] = {}
-        self.lock_dir = layout.locks
-        self._locks: dict[str, FileLock] = {}
+        self.claims = Claims(layout.locks)
         self._rerun_requests: list[str] = []  # actions to resolve again, before anything else waiting
         self._reruns: dict[str, int] = {}
 
@@ -123,10 +130,10 @@ class Scheduler:
         try:
             while waiting or queued or blocked or self.executor.running() or self._rerun_requests:
                 for aid in list(blocked):  # its holder finished (or died): its result, or our turn
-                    if self._claim(aid):
+                    if self.claims.claim(aid, self._keys[aid]):
                         blocked.remove(aid)
                         if self._try_cache(aid):
-                            self._release(aid)
+                            self.claims.release(aid)
                             stopping = stopping or (self.state.outcomes[aid].status == FAILED and not self.keep_going)
                         else:
                             queued.insert(0, aid)
@@ -153,26 +160,26 @@ class Scheduler:
                     waiting = still
                 if stopping:
                     for aid in waiting + queued + blocked:
-                        self._release(aid)
+                        self.claims.release(aid)
                         self._finish(Outcome(self.planner.actions[aid], SKIPPED, error="build stopped after a failure"))
                     waiting, queued, blocked = [], [], []
                 for aid in list(queued):
                     if not self.executor.free():
                         break
                     queued.remove(aid)
-                    if not self._claim(aid):  # wait for the other build's result rather than repeat its work
+                    if not self.claims.claim(aid, self._keys[aid]):  # wait for the other build's result rather than repeat its work
                         blocked.append(aid)
                         continue
                     if self._try_cache(aid):  # it finished between our lookup and our claim
-                        self._release(aid)
+                        self.claims.release(aid)
                         stopping = stopping or (self.state.outcomes[aid].status == FAILED and not self.keep_going)
                         continue
                     try:
                         self._dispatch(aid)
                     except CorruptBlob as bad:
-                        self._discard_staging(aid)
+                        self.staging.discard(aid)
                         producers = self._incomplete_producers(aid)
-                        self._release(aid)
+                        self.claims.release(aid)
                         if producers and self.rerun(producers, f"blob {str(bad)[:16]}, an input of {self.planner.actions[aid].step}"):
                             self._rerun_requests.append(aid)  # after its producers, again
                             continue
@@ -191,31 +198,9 @@ class Scheduler:
                         stopping = True
         finally:
             self.executor.shutdown()
-            for path in self._staging.values():
-                shutil.rmtree(path, ignore_errors=True)
-            for aid in list(self._locks):
-                self._release(aid)
+            self.staging.discard_all()
+            self.claims.release_all()
         return self.state
-
-    # Claims: one build at a time runs an action of a key, across processes sharing the cache ---
-    def _claim(self, aid: str) -> bool:
-        """Hold the key's lock (a file lock the kernel drops if this process dies); False if another
-        process holds it."""
-        if aid in self._locks:
-            return True
-        self.lock_dir.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(self.lock_dir / f"{self._keys[aid]}.lock", blocking=False)
-        try:
-            lock.acquire()
-        except Timeout:
-            return False
-        self._locks[aid] = lock
-        return True
-
-    def _release(self, aid: str) -> None:
-        lock = self._locks.pop(aid, None)
-        if lock is not None:
-            lock.release()
 
     # Healing -----------------------------------------------------------------------------------
     def _incomplete_producers(self, aid: str) -> list[str]:
@@ -241,14 +226,12 @@ class Scheduler:
         self._rerun_requests = producers + [a for a in self._rerun_requests if a not in producers]
         return True
 
-    def _discard_staging(self, aid: str) -> None:
-        path = self._staging.pop(aid, None)
-        if path is not None:
-            shutil.rmtree(path, ignore_errors=True)
-
     def _finish(self, outcome: Outcome) -> None:
         self.state.outcomes[outcome.action.id] = outcome
-        self.on_event("finished", outcome)
+        for request in self.on_event("finished", outcome) or ():
+            if not self.rerun(request.producers, request.why):
+                outcome.status = FAILED
+                outcome.error = request.if_refused
 
     def _try_cache(self, aid: str) -> bool:
         action = self.planner.actions[aid]
@@ -272,28 +255,13 @@ class Scheduler:
 
     def _input(self, value, staging: Path, name: str) -> SourcesInput | FileInput:
         if isinstance(value, Sources):
-            return SourcesInput(sources=[SourceFile(path=p, digest=d) for p, d in value.files])
-        if value.name == METRICS:
-            path = staging / "in" / f"{name}.json"
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(canonical_json(self.state.outcomes[value.action].result.reported()))
-            return FileInput(path=str(path), digest=self.lookup.input_digest(value, self._result_of))
-        record = self.state.outcomes[value.action].result.outputs[value.name]
-        if record.is_tree:
-            path = staging / "in" / name
-            self.cas.materialize(record.digest, True, path)
-        else:
-            if not self.cas.verify(record.digest):
-                raise CorruptBlob(record.digest)
-            path = self.cas.path(record.digest)
-        return FileInput(path=str(path), digest=record.digest, is_tree=record.is_tree)
+            return self.staging.input(value, staging, name, None, value.digest())
+        return self.staging.input(value, staging, name, self.state.outcomes[value.action].result,
+                                  self.lookup.input_digest(value, self._result_of))
 
     def _dispatch(self, aid: str) -> None:
         action = self.planner.actions[aid]
-        self.tmp_root.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=self.tmp_root, prefix=scratch.prefix(aid[:12] + "-")))
-        (staging / "out").mkdir()
-        self._staging[aid] = staging
+        staging = self.staging.open(aid)
         request = StepRequest(
             action=aid,
             step=action.step,
@@ -303,7 +271,7 @@ class Scheduler:
             inputs={n: self._input(v, staging, n) for n, v in action.inputs.items()},
             outputs=list(action.outputs),
             out_dir=str(staging / "out"),
-            log=str(staging / "log.txt"),
+            log=str(staging / LOG),
         )
         self._started[aid] = time.monotonic()
         self.on_event("started", action)
@@ -311,14 +279,12 @@ class Scheduler:
 
     def _collect(self, aid: str, reply: StepReply) -> bool:
         action = self.planner.actions[aid]
-        staging = self._staging.pop(aid)
+        staging = self.staging.take(aid)
         seconds = time.monotonic() - self._started[aid]
         try:
             if reply.crashed:
                 reply.error = (reply.error or "the worker died") + _disk_hint(staging)
-            log_path = staging / "log.txt"
-            log_text = log_path.read_text(errors="replace") if log_path.is_file() else ""
-            log_digest = self.cas.put_file(log_path) if log_path.is_file() else None
+            log_text, log_digest = self.staging.log(staging)
             if not reply.ok:
                 if not reply.transient:  # a worker that died says nothing about the inputs
                     self.lookup.cache.put_failure(self._keys[aid], FailureRecord(
@@ -331,20 +297,13 @@ class Scheduler:
                     log_path=self.cas.path(log_digest) if log_digest else None,
                 ))
                 return False
-            outputs = {}
-            for name in action.outputs:
-                path = staging / "out" / name
-                if path.is_dir():
-                    outputs[name] = OutputRecord(digest=self.cas.put_tree(path), is_tree=True,
-                                                 size=sum(p.stat().st_size for p in path.rglob("*") if p.is_file()))
-                elif path.is_file():
-                    outputs[name] = OutputRecord(digest=self.cas.put_file(path), size=path.stat().st_size)
-                else:
-                    error = f"the {action.step} step finished without writing its output '{name}'"
-                    self.lookup.cache.put_failure(self._keys[aid], FailureRecord(step=action.step, error=error, log=log_digest,
-                                                                          seconds=seconds))
-                    self._finish(Outcome(action, FAILED, self._keys[aid], seconds, error=error, log=log_text))
-                    return False
+            outputs = self.staging.ingest(staging, action.outputs)
+            if isinstance(outputs, str):
+                error = f"the {action.step} step finished without writing its output '{outputs}'"
+                self.lookup.cache.put_failure(self._keys[aid], FailureRecord(step=action.step, error=error, log=log_digest,
+                                                                      seconds=seconds))
+                self._finish(Outcome(action, FAILED, self._keys[aid], seconds, error=error, log=log_text))
+                return False
             result = ActionResult(step=action.step, outputs=outputs, metrics=reply.metrics, warnings=reply.warnings, log=log_digest,
                                   seconds=seconds)
             # As the cache will hand it back (inf and nan become null): a hit and a run read the same.
@@ -359,4 +318,4 @@ class Scheduler:
             return False
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-            self._release(aid)
+            self.claims.release(aid)
