@@ -4,6 +4,7 @@ Importing this package loads no toolchain; step modules import torch & co. insid
 """
 from buildsys.rule_api import Flag, RuleSet, StepKind, TargetKind
 
+from .prelude import PRELUDE
 from .release.command import VERIFY_RELEASE
 from .release.provenance import signing_key
 from .report import metrics_view
@@ -32,7 +33,6 @@ from .targets.artifacts import (
 )
 from .targets.model import ModelDecl, plan_model
 from .targets.release import ReleaseDecl, plan_release
-from .prelude import PRELUDE
 
 _TORCH = ("torch",)
 _ET = ("torch", "executorch", "torchao")

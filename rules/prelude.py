@@ -8,7 +8,14 @@ from .steps.coreml_compress import LinearQuantization, Palettization
 from .steps.quantize import Calibration
 from .steps.verify import Tolerance
 from .targets.artifacts import Quantization
-from .values import CoremlBackend, DimSpec, MpsBackend, TensorSpec, VulkanBackend, XnnpackBackend
+from .values import (
+    CoremlBackend,
+    DimSpec,
+    MpsBackend,
+    TensorSpec,
+    VulkanBackend,
+    XnnpackBackend,
+)
 
 # (helper, its value type, its positional parameters in order, its keyword parameters in order)
 HELPERS: list[tuple[str, type[BaseModel], list[str], list[str]]] = [

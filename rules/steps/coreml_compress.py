@@ -13,7 +13,7 @@ never are: coremltools skips rank-1 tensors). The default, 256, is well under co
 aligned blobs, per-channel scales, a lookup table of up to 256 entries) eats that: an 8-bit
 palette of a 256-element float16 tensor makes weight.bin bigger, and int8 merely breaks even.
 
-The output is verified numerically on Linux by rules.coreml.check.compare_compressed_weights.
+The output is verified numerically on Linux by rules.coreml.weights_check.compare_compressed_weights.
 Saving makes a new package (new UUIDs, a new conversion date): it is normalized as
 coreml_convert's is (rules.coreml.identity).
 """
@@ -80,14 +80,14 @@ def run(ctx) -> dict:
     import coremltools as ct
     import coremltools.optimize.coreml as cto
 
-    from ..coreml.check import (
+    from ..coreml.identity import normalize_package
+    from ..coreml.mil import (
         canonical_name,
         decompressed_weights,
-        load_program,
-        snr_db,
+        load_mil,
         weight_consts,
     )
-    from ..coreml.identity import normalize_package
+    from ..coreml.weights_check import snr_db
     from ..errors import StepError
 
     cfg: CoremlCompressConfig = ctx.config
@@ -125,7 +125,7 @@ def run(ctx) -> dict:
     normalize_package(out)
 
     # Per-weight error against the input package's own (uncompressed) values, by const name.
-    _, original_prog = load_program(src)
+    _, original_prog = load_mil(src)
     original = weight_consts(original_prog)
     by_canonical = {canonical_name(n): v for n, v in original.items()}
     values, names = decompressed_weights(out)

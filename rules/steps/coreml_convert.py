@@ -20,7 +20,13 @@ from ..coreml.options import coreml_options
 from ..errors import StepError
 from ..lib.programs import load_program
 from ..toolchain_errors import COREML_VIA_EXECUTORCH, origin
-from ..values import DEFAULT_DEPLOYMENT_TARGET, ComputeUnits, DeploymentTarget, Precision, Spec
+from ..values import (
+    DEFAULT_DEPLOYMENT_TARGET,
+    ComputeUnits,
+    DeploymentTarget,
+    Precision,
+    Spec,
+)
 
 
 class CoremlConvertConfig(Spec):

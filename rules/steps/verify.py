@@ -257,7 +257,7 @@ def _capacity_hint(cfg: ExportConfig, name: str, planned: list[int], needed: lis
 
 def compressed_weights_check(ctx, cfg: VerifyConfig) -> dict:
     """Core ML cannot predict here: load the decompressed weights into the torch model instead."""
-    from ..coreml.check import compare_compressed_weights
+    from ..coreml.weights_check import compare_compressed_weights
     from ..errors import StepError
     from ..lib.modelio import example_inputs, load_model
 

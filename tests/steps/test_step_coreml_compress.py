@@ -18,7 +18,8 @@ ct = pytest.importorskip("coremltools")
 from helpers import step_request  # noqa: E402
 from pydantic import ValidationError  # noqa: E402
 
-from rules.coreml.check import compare_compressed_weights, load_program  # noqa: E402
+from rules.coreml.mil import load_mil  # noqa: E402
+from rules.coreml.weights_check import compare_compressed_weights  # noqa: E402
 from rules.errors import StepError  # noqa: E402
 from rules.steps import coreml_compress  # noqa: E402
 from rules.steps.coreml_compress import CoremlCompressConfig  # noqa: E402
@@ -92,7 +93,7 @@ def convert(model, args, path: Path, precision: str, target=None) -> Path:
 def run_step(package: Path, out: Path, config: dict) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     request = {
-        "config": config, "label": "//:t", "inputs": {"package": {"path": str(package)}},
+        "module": "rules.steps.coreml_compress", "config": config, "label": "//:t", "inputs": {"package": {"path": str(package)}},
         "outputs": ["model.mlpackage"], "out_dir": str(out), "log": str(out / "log.txt"),
     }
     return coreml_compress.run(StepContext(step_request(request), out))
@@ -144,7 +145,7 @@ def test_compressed_package_is_smaller_loads_and_matches(results, key):
     spec = loaded.get_spec()
     assert spec.WhichOneof("Type") == "mlProgram"
     assert spec.specificationVersion == 8  # iOS17, as converted: not raised by compression
-    ops = {op.op_type for f in load_program(package)[1].functions.values() for op in f.operations}
+    ops = {op.op_type for f in load_mil(package)[1].functions.values() for op in f.operations}
     assert ("constexpr_affine_dequantize" if scheme == "int8" else "constexpr_lut_to_dense") in ops
 
     # Numerically: every compressed weight mapped back, outputs close to the float model's.

@@ -52,7 +52,7 @@ def run_step(module: str, config: dict, inputs: dict, output: str, out_dir: Path
 
     out_dir.mkdir(parents=True, exist_ok=True)
     request = {
-        "config": config, "label": "//:t", "inputs": inputs, "outputs": [output],
+        "module": module, "config": config, "label": "//:t", "inputs": inputs, "outputs": [output],
         "out_dir": str(out_dir), "log": str(out_dir / "log.txt"),
     }
     metrics = importlib.import_module(module).run(StepContext(step_request(request), workspace))

@@ -21,21 +21,21 @@ Mapping, in order:
 Compressed consts that fit no parameter are reported as `unmapped` and left out of the check;
 uncompressed consts found by name are loaded too (they carry the package's float16 rounding).
 
-Imports torch and coremltools inside functions: the engine may import rules/ freely.
+Imports torch and coremltools inside functions (mil.py reads the package).
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 
 from ..lib.runners import SNR_CAP_DB
+from .mil import canonical_name, decompressed_weights, load_mil, weight_consts
 
 _FIT_DB = 3.0  # a wrong tensor of the same shape fits at about 0 dB; 2-bit k-means at about 9
 # A per-channel scale must beat the plain fit by this much to be used. Fitting a scale to an
 # unscaled weight gains at most ~0.6 dB (k-means at 2 bits); a folded batch norm gains 2 dB at
 # 2 bits (fitted to the compressed value) and 10-40 dB otherwise.
 _SCALE_GAIN_DB = 1.0
-_SUFFIX = re.compile(r"_(to_fp16|to_fp32|palettized_pcs|palettized|quantized|sparsified)$")
-
 
 def snr_db(reference, actual) -> float:
     """runners.snr_db on arrays, flattened: one SNR definition (and cap) for every check."""
@@ -50,84 +50,9 @@ def snr_db(reference, actual) -> float:
     return tensor_snr_db(flat(reference), flat(actual))
 
 
-def canonical_name(name: str) -> str:
-    """A const's name without the suffixes coremltools adds: `p_fc1_weight_to_fp16_palettized` -> `p_fc1_weight`."""
-    while True:
-        stripped = _SUFFIX.sub("", name)
-        if stripped == name:
-            return name
-        name = stripped
-
-
 def torch_const_name(fqn: str, kind: str) -> str:
     """The placeholder name torch.export gives a parameter ("p") or buffer ("b")."""
     return f"{kind}_" + re.sub(r"[^a-zA-Z0-9]", "_", fqn).lower()
-
-
-def load_program(package_path):
-    """The MIL program of a package, read without Core ML (works on Linux)."""
-    import coremltools as ct
-    from coremltools.converters.mil.frontend.milproto import load as milproto
-
-    mlmodel = ct.models.MLModel(str(package_path), skip_model_load=True)
-    spec = mlmodel.get_spec()
-    if spec.WhichOneof("Type") != "mlProgram":
-        raise ValueError(f"{package_path} is a {spec.WhichOneof('Type')} model, not an ML program")
-    prog = milproto.load(
-        model_spec=spec, specification_version=spec.specificationVersion, file_weights_dir=mlmodel.weights_dir
-    )
-    return mlmodel, prog
-
-
-def _blocks(prog):
-    stack = list(prog.functions.values())
-    while stack:
-        block = stack.pop(0)
-        yield block
-        for op in block.operations:
-            stack.extend(op.blocks)
-
-
-def compressed_names(prog) -> list[str]:
-    """Output names of the constexpr ops that yield a dense weight (not those feeding another constexpr)."""
-    names = []
-    for block in _blocks(prog):
-        for op in block.operations:
-            if op.op_type.startswith("constexpr_") and not any(
-                child.op_type.startswith("constexpr_") for out in op.outputs for child in out.child_ops
-            ):
-                names.extend(out.name for out in op.outputs)
-    return names
-
-
-def weight_consts(prog) -> dict:
-    """Every float const of rank >= 1, by output name, in program order (materialized values)."""
-    import numpy as np
-
-    out = {}
-    for block in _blocks(prog):
-        for op in block.operations:
-            if op.op_type != "const":
-                continue
-            var = op.outputs[0]
-            if not var.child_ops and var not in block.outputs:
-                continue  # dead: e.g. a lookup table left behind once its constexpr op is materialized
-            val = var.val
-            if isinstance(val, np.ndarray) and val.ndim >= 1 and val.dtype.kind == "f":
-                out[op.outputs[0].name] = val
-    return out
-
-
-def decompressed_weights(package_path) -> tuple[dict, list[str]]:
-    """(all float weights of the package, decompressed, by const name; the names that were compressed)."""
-    # decompress_weights(mlmodel) is this pass plus a re-serialization into a temporary package
-    # (deleted only at interpreter exit); applying the pass to the loaded program skips that.
-    from coremltools.optimize.coreml._quantization_passes import WeightDecompressor
-
-    _, prog = load_program(package_path)
-    names = compressed_names(prog)
-    WeightDecompressor(op_selector=lambda op: True).apply(prog)
-    return weight_consts(prog), names
 
 
 def _channel_fit(value, param):
@@ -181,6 +106,103 @@ def _call(model, inputs):
     return model(*inputs)
 
 
+@dataclass
+class _Params:
+    """The torch model's float tensors by fqn, and by the name torch.export gives them (a name two
+    tensors would share is ambiguous, so left out)."""
+
+    tensors: dict = field(default_factory=dict)
+    by_export_name: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, torch_model) -> "_Params":
+        params, clashes = cls(), set()
+        named = [(n, t, "p") for n, t in torch_model.named_parameters()] + [(n, t, "b") for n, t in torch_model.named_buffers()]
+        for fqn, tensor, kind in named:
+            if not tensor.is_floating_point():
+                continue
+            params.tensors[fqn] = tensor
+            key = torch_const_name(fqn, kind)
+            if key in params.by_export_name:
+                clashes.add(key)
+            params.by_export_name[key] = fqn
+        for key in clashes:
+            del params.by_export_name[key]
+        return params
+
+
+def _find_param(const: str, value, fit, params: _Params, claimed: set[str], compressed: bool) -> tuple[str | None, str]:
+    """The parameter a const maps to, and how: by name, else (compressed consts only: an uncompressed
+    one matters only for its fp16 rounding) the first unclaimed one of its shape whose values fit."""
+    fqn = params.by_export_name.get(canonical_name(const))
+    if fqn is not None and fqn not in claimed and tuple(params.tensors[fqn].shape) == value.shape:
+        return fqn, "name"
+    if compressed:
+        for cand, tensor in params.tensors.items():
+            if cand not in claimed and tuple(tensor.shape) == value.shape:
+                if _to_param(value, tensor.detach().numpy(), fit)[2] >= _FIT_DB:
+                    return cand, "shape"
+    return None, "shape"
+
+
+def _map_weights(values: dict, compressed: set[str], reference: dict, params: _Params) -> tuple[list[dict], list[str]]:
+    """Each const's parameter, the tensor to load for it and how well it fits; the compressed consts
+    that fit no parameter."""
+    claimed: set[str] = set()
+    weights, unmapped = [], []
+    for const, value in values.items():
+        fit = reference.get(canonical_name(const))
+        if fit is not None and fit.shape != value.shape:
+            fit = None
+        fqn, how = _find_param(const, value, fit, params, claimed, const in compressed)
+        if fqn is None:
+            if const in compressed:
+                unmapped.append(const)
+            continue
+        claimed.add(fqn)
+        original = params.tensors[fqn].detach().numpy()
+        load, scaling, _ = _to_param(value, original, fit)
+        weights.append({
+            "const": const, "param": fqn, "mapped_by": how, "scaling": scaling,
+            "compressed": const in compressed, "snr_db": round(snr_db(original, load), 2), "_load": load,
+        })
+        if fit is not None:  # the compression's own error, against the uncompressed const
+            weights[-1]["compression_snr_db"] = round(snr_db(fit, value), 2)
+    return weights, unmapped
+
+
+def _with_weights(torch_model, weights: list[dict]):
+    """A copy of the model with the package's weights loaded in place of its own."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    model = copy.deepcopy(torch_model).eval()
+    state = dict(model.named_parameters())
+    state.update(dict(model.named_buffers()))
+    with torch.no_grad():
+        for w in weights:
+            target = state[w["param"]]
+            target.copy_(torch.as_tensor(np.asarray(w.pop("_load")), dtype=target.dtype).reshape(target.shape))
+    return model
+
+
+def _compare_outputs(expected_model, actual_model, inputs) -> list[dict]:
+    import numpy as np
+    import torch
+
+    expected_model.eval()
+    with torch.no_grad():
+        expected = [t for t in torch.utils._pytree.tree_leaves(_call(expected_model, inputs)) if isinstance(t, torch.Tensor)]
+        actual = [t for t in torch.utils._pytree.tree_leaves(_call(actual_model, inputs)) if isinstance(t, torch.Tensor)]
+    outputs = []
+    for e, a in zip(expected, actual):
+        e, a = e.detach().double().numpy(), a.detach().double().numpy()
+        outputs.append({"max_abs_error": float(np.max(np.abs(e - a))) if e.size else 0.0, "snr_db": round(snr_db(e, a), 2)})
+    return outputs
+
+
 def compare_compressed_weights(package_path, torch_model, example_inputs=None, reference_package=None) -> dict:
     """Load the package's decompressed weights into a copy of `torch_model` and compare outputs.
 
@@ -191,83 +213,15 @@ def compare_compressed_weights(package_path, torch_model, example_inputs=None, r
     Returns output max abs error and SNR (dB, capped at 200), per-weight SNR of the loaded weights
     against the originals, and how each weight was mapped.
     """
-    import copy
-
-    import numpy as np
-    import torch
-
-    mlmodel, _ = load_program(package_path)
+    mlmodel, _ = load_mil(package_path)
     values, compressed = decompressed_weights(package_path)
-    compressed_set = set(compressed)
     reference = {}
     if reference_package is not None:
-        reference = {canonical_name(n): v for n, v in weight_consts(load_program(reference_package)[1]).items()}
-
-    # Torch tensors by their export name; a name two tensors would share is ambiguous, so unused.
-    params = {}
-    by_name: dict[str, str] = {}
-    clashes = set()
-    named = [(n, t, "p") for n, t in torch_model.named_parameters()] + [(n, t, "b") for n, t in torch_model.named_buffers()]
-    for fqn, tensor, kind in named:
-        if not tensor.is_floating_point():
-            continue
-        params[fqn] = tensor
-        key = torch_const_name(fqn, kind)
-        if key in by_name:
-            clashes.add(key)
-        by_name[key] = fqn
-    for key in clashes:
-        del by_name[key]
-
-    claimed: set[str] = set()
-    weights, unmapped = [], []
-    for const, value in values.items():
-        fit = reference.get(canonical_name(const))
-        if fit is not None and fit.shape != value.shape:
-            fit = None
-        fqn = by_name.get(canonical_name(const))
-        how = "name"
-        if fqn is not None and (fqn in claimed or tuple(params[fqn].shape) != value.shape):
-            fqn = None
-        if fqn is None and const in compressed_set:
-            how = "shape"  # only compressed consts: an uncompressed one matters only for fp16 rounding
-            for cand, tensor in params.items():
-                if cand not in claimed and tuple(tensor.shape) == value.shape:
-                    if _to_param(value, tensor.detach().numpy(), fit)[2] >= _FIT_DB:
-                        fqn = cand
-                        break
-        if fqn is None:
-            if const in compressed_set:
-                unmapped.append(const)
-            continue
-        claimed.add(fqn)
-        original = params[fqn].detach().numpy()
-        load, scaling, _ = _to_param(value, original, fit)
-        weights.append({
-            "const": const, "param": fqn, "mapped_by": how, "scaling": scaling,
-            "compressed": const in compressed_set, "snr_db": round(snr_db(original, load), 2), "_load": load,
-        })
-        if fit is not None:  # the compression's own error, against the uncompressed const
-            weights[-1]["compression_snr_db"] = round(snr_db(fit, value), 2)
-
-    copy_model = copy.deepcopy(torch_model).eval()
-    state = dict(copy_model.named_parameters())
-    state.update(dict(copy_model.named_buffers()))
-    with torch.no_grad():
-        for w in weights:
-            target = state[w["param"]]
-            target.copy_(torch.as_tensor(np.asarray(w.pop("_load")), dtype=target.dtype).reshape(target.shape))
-
+        reference = {canonical_name(n): v for n, v in weight_consts(load_mil(reference_package)[1]).items()}
+    weights, unmapped = _map_weights(values, set(compressed), reference, _Params.of(torch_model))
+    loaded = _with_weights(torch_model, weights)
     inputs = example_inputs if example_inputs is not None else example_inputs_from_spec(mlmodel.get_spec())
-    torch_model.eval()
-    with torch.no_grad():
-        expected = [t for t in torch.utils._pytree.tree_leaves(_call(torch_model, inputs)) if isinstance(t, torch.Tensor)]
-        actual = [t for t in torch.utils._pytree.tree_leaves(_call(copy_model, inputs)) if isinstance(t, torch.Tensor)]
-    outputs = []
-    for e, a in zip(expected, actual):
-        e, a = e.detach().double().numpy(), a.detach().double().numpy()
-        outputs.append({"max_abs_error": float(np.max(np.abs(e - a))) if e.size else 0.0, "snr_db": round(snr_db(e, a), 2)})
-
+    outputs = _compare_outputs(torch_model, loaded, inputs)
     compressed_weights = [w for w in weights if w["compressed"]]
     return {
         "max_abs_error": max((o["max_abs_error"] for o in outputs), default=0.0),
