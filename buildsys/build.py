@@ -100,6 +100,42 @@ def make_remote(options: BuildOptions):
                        headers=headers_from_env(os.environ))
 
 
+class _Placement:
+    """A target's artifact goes to out/ once it and all its checks have succeeded."""
+
+    def __init__(self, planner: Planner, labels: list[Label], out: OutTree, placed: dict[Label, Path]):
+        self.planner, self.out, self.placed = planner, out, placed
+        self.waiting_on = {l: planner.planned[l].required_actions() for l in labels if planner.planned[l].artifact}
+        self.needed_by: dict[str, list[Label]] = {}
+        for label, actions in self.waiting_on.items():
+            for aid in actions:
+                self.needed_by.setdefault(aid, []).append(label)
+
+    def finished(self, outcome: Outcome, outcomes: dict[str, Outcome]) -> list[Rerun]:
+        """Place what this action was the last to wait on; the reruns a corrupt blob needs."""
+        if outcome.status not in (RAN, CACHED):
+            return []
+        reruns = []
+        for label in self.needed_by.get(outcome.action.id, []):
+            self.waiting_on[label].discard(outcome.action.id)
+            if not self.waiting_on[label] and label not in self.placed:
+                reruns += self._place(label, outcomes)
+        return reruns
+
+    def _place(self, label: Label, outcomes: dict[str, Outcome]) -> list[Rerun]:
+        planned = self.planner.planned[label]
+        outcome = outcomes[planned.artifact.action]
+        try:
+            self.placed[label], _ = self.out.place(label, planned.ext, outcome.result.outputs[planned.artifact.name])
+        except CorruptBlob as bad:  # removed from the CAS: run its producer again, then place it
+            return [Rerun([planned.artifact.action], f"blob {str(bad)[:16]}, the artifact of {label},",
+                          f"the artifact's blob {bad} stayed corrupt after its producer ran again")]
+        return []
+
+    def unplaced(self) -> list[Label]:
+        return [l for l in self.waiting_on if l not in self.placed]
+
+
 def build(
     workspace: Workspace,
     ruleset: RuleSet,
@@ -115,35 +151,15 @@ def build(
         targets, labels, planner = load_and_plan(workspace, ruleset, options.patterns, stores, options.settings)
         out = OutTree(out_dir, stores.cas, stores.digests, stores.layout.outputs)
         summary = BuildSummary(labels, BuildState())
-        # A target's artifact goes to out/ once it and all its checks have succeeded.
-        waiting_on = {l: planner.planned[l].required_actions() for l in labels if planner.planned[l].artifact}
-        needed_by: dict[str, list[Label]] = {}
-        for label, actions in waiting_on.items():
-            for aid in actions:
-                needed_by.setdefault(aid, []).append(label)
+        placement = _Placement(planner, labels, out, summary.placed)
 
         def on_event(kind: str, item) -> list[Rerun]:
             reruns = []
             if kind == "finished":
-                outcome: Outcome = item
-                events.action(outcome)
-                if outcome.status in (RAN, CACHED):
-                    for label in needed_by.get(outcome.action.id, []):
-                        waiting_on[label].discard(outcome.action.id)
-                        if not waiting_on[label] and label not in summary.placed:
-                            reruns += place(label)
+                events.action(item)
+                reruns = placement.finished(item, scheduler.state.outcomes)
             on_progress(kind, item)
             return reruns
-
-        def place(label: Label) -> list[Rerun]:
-            planned = planner.planned[label]
-            outcome = scheduler.state.outcomes[planned.artifact.action]
-            try:
-                summary.placed[label], _ = out.place(label, planned.ext, outcome.result.outputs[planned.artifact.name])
-            except CorruptBlob as bad:  # removed from the CAS: run its producer again, then place it
-                return [Rerun([planned.artifact.action], f"blob {str(bad)[:16]}, the artifact of {label},",
-                              f"the artifact's blob {bad} stayed corrupt after its producer ran again")]
-            return []
 
         remote = make_remote(options)
         lookup = ActionLookup(ruleset, stores.action_cache, stores.cas, remote)
@@ -161,13 +177,11 @@ def build(
             lookup.finish_uploads(cancel=True)  # interrupted: what is queued stays here
             if remote is not None:
                 remote.close()
+                summary.remote, summary.remote_url, summary.remote_warnings = remote.stats, remote.url, remote.warnings
         summary.removed = out.remove_stale({l: p.ext for l, p in planner.planned.items() if p.artifact},
                                            options.patterns, targets.all_packages)
         summary.store_warnings = stores.warnings + summary.state.healed
-        if remote is not None:
-            summary.remote, summary.remote_url = remote.stats, remote.url
-            summary.remote_warnings = remote.warnings
-        summary.failed_targets = [l for l in waiting_on if l not in summary.placed]
+        summary.failed_targets = placement.unplaced()
         summary.seconds = time.monotonic() - start
         return summary
     finally:

@@ -122,85 +122,109 @@ class Scheduler:
 
     # The loop ---------------------------------------------------------------------------------
     def run(self, action_ids: list[str]) -> BuildState:
-        graph = self.planner.graph
-        waiting = list(action_ids)  # dependency order
-        queued: list[str] = []
-        blocked: list[str] = []  # another build on this cache is running them now
-        stopping = False
+        self._waiting = list(action_ids)  # dependency order
+        self._queued: list[str] = []  # ready to run, not started
+        self._blocked: list[str] = []  # another build on this cache is running them now
+        self._stopping = False
         try:
-            while waiting or queued or blocked or self.executor.running() or self._rerun_requests:
-                for aid in list(blocked):  # its holder finished (or died): its result, or our turn
-                    if self.claims.claim(aid, self._keys[aid]):
-                        blocked.remove(aid)
-                        if self._try_cache(aid):
-                            self.claims.release(aid)
-                            stopping = stopping or (self.state.outcomes[aid].status == FAILED and not self.keep_going)
-                        else:
-                            queued.insert(0, aid)
+            while (self._waiting or self._queued or self._blocked or self.executor.running()
+                   or self._rerun_requests):
+                self._unblock()
                 if self._rerun_requests:  # producers of corrupt blobs, then what waits on them
-                    waiting = self._rerun_requests + [a for a in waiting if a not in self._rerun_requests]
+                    self._waiting = self._rerun_requests + [a for a in self._waiting if a not in self._rerun_requests]
                     self._rerun_requests = []
-                # Resolve what is ready: failures propagate, cache hits complete at once.
-                progressed = True
-                while progressed:  # one pass in dependency order resolves a whole cached chain
-                    progressed, still = False, []
-                    for aid in waiting:
-                        preds = [self.state.outcomes.get(p) for p in graph.predecessors(aid)]
-                        if any(p is not None and p.status in (FAILED, SKIPPED) for p in preds):
-                            self._finish(Outcome(self.planner.actions[aid], SKIPPED, error="a dependency failed"))
-                            progressed = True
-                        elif all(p is not None for p in preds):
-                            if not self._try_cache(aid):
-                                queued.append(aid)
-                            elif self.state.outcomes[aid].status == FAILED and not self.keep_going:
-                                stopping = True  # a replayed failure stops the build as a real one does
-                            progressed = True
-                        else:
-                            still.append(aid)
-                    waiting = still
-                if stopping:
-                    for aid in waiting + queued + blocked:
-                        self.claims.release(aid)
-                        self._finish(Outcome(self.planner.actions[aid], SKIPPED, error="build stopped after a failure"))
-                    waiting, queued, blocked = [], [], []
-                for aid in list(queued):
-                    if not self.executor.free():
-                        break
-                    queued.remove(aid)
-                    if not self.claims.claim(aid, self._keys[aid]):  # wait for the other build's result rather than repeat its work
-                        blocked.append(aid)
-                        continue
-                    if self._try_cache(aid):  # it finished between our lookup and our claim
-                        self.claims.release(aid)
-                        stopping = stopping or (self.state.outcomes[aid].status == FAILED and not self.keep_going)
-                        continue
-                    try:
-                        self._dispatch(aid)
-                    except CorruptBlob as bad:
-                        self.staging.discard(aid)
-                        producers = self._incomplete_producers(aid)
-                        self.claims.release(aid)
-                        if producers and self.rerun(producers, f"blob {str(bad)[:16]}, an input of {self.planner.actions[aid].step}"):
-                            self._rerun_requests.append(aid)  # after its producers, again
-                            continue
-                        error = f"a cached input stayed corrupt (blob {bad}) after its producer ran again"
-                        self._finish(Outcome(self.planner.actions[aid], FAILED, self._keys.get(aid), error=error))
-                        stopping = stopping or not self.keep_going
+                self._resolve_ready()
+                if self._stopping:
+                    self._skip_the_rest()
+                self._start_queued()
                 running = self.executor.running()
                 if not running:
-                    if blocked and not queued:
+                    if self._blocked and not self._queued:
                         time.sleep(_POLL)
                     continue
-                if not stopping:  # downstream work is coming: have its workers importing already
-                    self.executor.warm(min(len(waiting), running + self.executor.free()) - running)
-                for aid, reply in self.executor.wait(timeout=_POLL if blocked else None):
+                if not self._stopping:  # downstream work is coming: have its workers importing already
+                    self.executor.warm(min(len(self._waiting), running + self.executor.free()) - running)
+                for aid, reply in self.executor.wait(timeout=_POLL if self._blocked else None):
                     if not self._collect(aid, reply) and not self.keep_going:
-                        stopping = True
+                        self._stopping = True
         finally:
             self.executor.shutdown()
             self.staging.discard_all()
             self.claims.release_all()
         return self.state
+
+    def _failed_and_stops(self, aid: str) -> bool:
+        """A finished action's failure (a replayed one too) stops the build, as a real one does."""
+        return self.state.outcomes[aid].status == FAILED and not self.keep_going
+
+    def _unblock(self) -> None:
+        """The blocked actions whose holder finished (or died): its result, or our turn."""
+        for aid in list(self._blocked):
+            if self.claims.claim(aid, self._keys[aid]):
+                self._blocked.remove(aid)
+                if self._try_cache(aid):
+                    self.claims.release(aid)
+                    self._stopping = self._stopping or self._failed_and_stops(aid)
+                else:
+                    self._queued.insert(0, aid)
+
+    def _resolve_ready(self) -> None:
+        """Resolve what is ready: failures propagate, cache hits complete at once; one pass in
+        dependency order resolves a whole cached chain."""
+        progressed = True
+        while progressed:
+            progressed, still = False, []
+            for aid in self._waiting:
+                preds = [self.state.outcomes.get(p) for p in self.planner.graph.predecessors(aid)]
+                if any(p is not None and p.status in (FAILED, SKIPPED) for p in preds):
+                    self._finish(Outcome(self.planner.actions[aid], SKIPPED, error="a dependency failed"))
+                    progressed = True
+                elif all(p is not None for p in preds):
+                    if not self._try_cache(aid):
+                        self._queued.append(aid)
+                    elif self._failed_and_stops(aid):
+                        self._stopping = True
+                    progressed = True
+                else:
+                    still.append(aid)
+            self._waiting = still
+
+    def _skip_the_rest(self) -> None:
+        for aid in self._waiting + self._queued + self._blocked:
+            self.claims.release(aid)
+            self._finish(Outcome(self.planner.actions[aid], SKIPPED, error="build stopped after a failure"))
+        self._waiting, self._queued, self._blocked = [], [], []
+
+    def _start_queued(self) -> None:
+        """Start what the executor has room for; an action another build holds waits for its result
+        rather than repeat its work."""
+        for aid in list(self._queued):
+            if not self.executor.free():
+                break
+            self._queued.remove(aid)
+            if not self.claims.claim(aid, self._keys[aid]):
+                self._blocked.append(aid)
+                continue
+            if self._try_cache(aid):  # it finished between our lookup and our claim
+                self.claims.release(aid)
+                self._stopping = self._stopping or self._failed_and_stops(aid)
+                continue
+            try:
+                self._dispatch(aid)
+            except CorruptBlob as bad:
+                self._corrupt_input(aid, bad)
+
+    def _corrupt_input(self, aid: str, bad: CorruptBlob) -> None:
+        """An input's blob was bad (and is removed): its producers run again, then this action."""
+        self.staging.discard(aid)
+        producers = self._incomplete_producers(aid)
+        self.claims.release(aid)
+        if producers and self.rerun(producers, f"blob {str(bad)[:16]}, an input of {self.planner.actions[aid].step}"):
+            self._rerun_requests.append(aid)  # after its producers, again
+            return
+        error = f"a cached input stayed corrupt (blob {bad}) after its producer ran again"
+        self._finish(Outcome(self.planner.actions[aid], FAILED, self._keys.get(aid), error=error))
+        self._stopping = self._stopping or not self.keep_going
 
     # Healing -----------------------------------------------------------------------------------
     def _incomplete_producers(self, aid: str) -> list[str]:

@@ -72,26 +72,12 @@ def _weight_bytes(package) -> int:
     return f.stat().st_size if f.exists() else 0  # a model whose weights all fit inline has no weight.bin
 
 
-def run(ctx) -> dict:
-    import shutil
-    import statistics
-    import time
-
+def _source_model(src):
+    """The input package, once it is known to be an ML program that compressed weights can target."""
     import coremltools as ct
-    import coremltools.optimize.coreml as cto
 
-    from ..coreml.identity import normalize_package
-    from ..coreml.mil import (
-        canonical_name,
-        decompressed_weights,
-        load_mil,
-        weight_consts,
-    )
-    from ..coreml.weights_check import snr_db
     from ..errors import StepError
 
-    cfg: CoremlCompressConfig = ctx.config
-    src = ctx.input_path("package")
     if not (src / "Manifest.json").is_file():
         raise StepError(f"input {src.name} is not an .mlpackage directory")
     model = ct.models.MLModel(str(src), skip_model_load=True)
@@ -106,6 +92,17 @@ def run(ctx) -> dict:
             f"compressed weights need minimum_deployment_target iOS16 / macOS13 or later; "
             f"this package targets specification version {spec.specificationVersion} (iOS15 / macOS12)"
         )
+    return model
+
+
+def _compress(model, cfg: CoremlCompressConfig, out) -> float:
+    """Write the compressed package to out; how long coremltools took."""
+    import shutil
+    import time
+
+    import coremltools.optimize.coreml as cto
+
+    from ..coreml.identity import normalize_package
 
     started = time.monotonic()
     if isinstance(cfg.compression, LinearQuantization):
@@ -113,8 +110,6 @@ def run(ctx) -> dict:
     else:
         compressed = cto.palettize_weights(model, op_config(cfg))
     seconds = time.monotonic() - started
-
-    out = ctx.output_path("model.mlpackage")
     # The result lives in a temporary package that coremltools deletes only at interpreter exit;
     # save() copies it, so remove it now or a long-lived worker fills /tmp.
     try:
@@ -123,13 +118,20 @@ def run(ctx) -> dict:
         if compressed.is_temp_package and compressed.package_path:
             shutil.rmtree(compressed.package_path, ignore_errors=True)
     normalize_package(out)
+    return seconds
 
-    # Per-weight error against the input package's own (uncompressed) values, by const name.
-    _, original_prog = load_mil(src)
-    original = weight_consts(original_prog)
+
+def _weight_errors(src, out, cfg: CoremlCompressConfig) -> tuple[list[str], list[float], int]:
+    """(the consts compressed, each one's SNR against the input package's own value, the weights of
+    rank >= 2 left uncompressed); a compression that changed nothing is a declaration mistake."""
+    from ..coreml.mil import canonical_name, decompressed_weights, load_mil, weight_consts
+    from ..coreml.weights_check import snr_db
+    from ..errors import StepError
+
+    original = weight_consts(load_mil(src)[1])
     by_canonical = {canonical_name(n): v for n, v in original.items()}
     values, names = decompressed_weights(out)
-    if not names:  # as quantize does: a compression that changes nothing is a declaration mistake
+    if not names:  # as quantize does
         sizes = sorted((int(v.size) for v in original.values() if v.ndim >= 2), reverse=True)
         largest = f"the largest has {sizes[0]} elements" if sizes else "it has no weight of rank 2 or more"
         raise StepError(
@@ -137,9 +139,20 @@ def run(ctx) -> dict:
             f"{cfg.weight_threshold} elements ({largest}); lower weight_threshold or drop compress"
         )
     snrs = [snr_db(by_canonical[canonical_name(n)], values[n]) for n in names if canonical_name(n) in by_canonical]
-    before, after = _weight_bytes(src), _weight_bytes(out)
     done = {canonical_name(n) for n in names}
     skipped = sum(1 for n, v in original.items() if v.ndim >= 2 and v.size >= 10 and canonical_name(n) not in done)
+    return names, snrs, skipped
+
+
+def run(ctx) -> dict:
+    import statistics
+
+    cfg: CoremlCompressConfig = ctx.config
+    src = ctx.input_path("package")
+    out = ctx.output_path("model.mlpackage")
+    seconds = _compress(_source_model(src), cfg, out)
+    names, snrs, skipped = _weight_errors(src, out, cfg)
+    before, after = _weight_bytes(src), _weight_bytes(out)
     return {
         "scheme": cfg.compression.scheme,
         "nbits": getattr(cfg.compression, "nbits", 8),

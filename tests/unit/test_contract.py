@@ -236,3 +236,11 @@ def test_validation_errors_speak_of_fields_not_pydantic():
     assert "field 'verify': Input should be a valid boolean, unable to interpret input (got 'maybe')" in problems
     assert str(TargetError("model", "m", "no such file", "BUILD.models:3")) == "BUILD.models:3: model() 'm': no such file"
     assert str(FlagError("--max-size", "'5X'", "expected a size")) == "--max-size '5X': expected a size"
+
+
+def test_no_function_of_the_engine_or_the_rules_is_over_60_lines():
+    long = [f"{name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"
+            for package in ("buildsys", "rules") for name, path in sources(package).items()
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60]
+    assert long == []
