@@ -27,7 +27,7 @@ executorch_program(name = "mlp_portable", model = ":mlp")
 """
 ROUNDS = 10
 SEED = 8
-SCRATCH = re.compile(r"^\.tmp-\d+-")  # buildsys.scratch.prefix()
+SCRATCH = re.compile(r"^\.tmp-\d+-")  # buildsys.cache.scratch.prefix()
 
 
 def tiny_workspace(dst: Path) -> Path:
@@ -146,7 +146,7 @@ def preload():  # a worker's runner module (RuleSet.worker)
     os.rename(os.path.join(workspace, "pids.tmp"), os.path.join(workspace, "pids"))
     re.match(r"(a*)*b", "a" * 64)  # C code that never lets go of the GIL, as deep in the toolchain
 '''
-ENGINE = ("import sys, time; from pathlib import Path; from buildsys.workers import Worker; "
+ENGINE = ("import sys, time; from pathlib import Path; from buildsys.exec.pool import Worker; "
           "Worker(0, 'stuck_step', Path(sys.argv[1]), Path(sys.argv[1]) / 'worker.log'); time.sleep(600)")
 
 

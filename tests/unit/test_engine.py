@@ -86,7 +86,7 @@ def test_rules_import_no_toolchain_at_load_time():
     import subprocess
     import sys
 
-    code = "import sys, rules, buildsys.cli, modelbuild.__main__; print(sorted(m for m in %r if m in sys.modules))" % (TOOLCHAIN | {"numpy"},)
+    code = "import sys, rules, buildsys.cli.main, modelbuild.__main__; print(sorted(m for m in %r if m in sys.modules))" % (TOOLCHAIN | {"numpy"},)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
     assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
 
