@@ -19,8 +19,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "support"))
-from helpers import copy_example  # noqa: E402
+sys.path.insert(0, str(REPO / "testbed"))
+from example import copy_example  # noqa: E402
 
 from buildsys.cache.action_cache import ActionCache  # noqa: E402
 

@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "support"))
-from helpers import copy_example  # noqa: E402
+sys.path.insert(0, str(REPO / "testbed"))
+from example import copy_example  # noqa: E402
 
 
 def timed_build(ws: Path, jobs: int) -> tuple[float, int]:

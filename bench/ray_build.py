@@ -1,5 +1,5 @@
 """The example workspace, cold, on the local executor and on a local two-node Ray cluster
-(tests/support/ray_cluster.py: a head with no CPUs and a worker node with 2), from two clones of this
+(testbed/ray_cluster.py: a head with no CPUs and a worker node with 2), from two clones of this
 commit with empty caches, -j 2 both. On one machine Ray cannot be faster; what it costs is the
 point: the ratio, and the overhead per action ((ray - local) / actions run).
 
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "support"))
+sys.path.insert(0, str(REPO / "testbed"))
 from clones import clones, head  # noqa: E402  (bench/ is the script's own directory)
 from ray_cluster import ray_cluster  # noqa: E402
 

@@ -1,12 +1,12 @@
 """Per-action overhead of the Ray executor against the local one, on trivial steps
-(tests/support/ray_fake_runner.py): a no-op, and a copy of a source file and a 1 MB input to outputs.
+(testbed/ray_fake_runner.py): a no-op, and a copy of a source file and a 1 MB input to outputs.
 One executor of each with -j 1; after a warm-up action (the worker's start), N actions one after
 another. Prints ms per action and the Ray/local ratio, both measured in this run.
 
     .venv/bin/python bench/ray_overhead.py [-n 20] [--cluster | --address HOST:PORT]
 
 Without --cluster or --address the Ray executor starts a local Ray instance, as a build does;
---cluster starts tests/support/ray_cluster.py's two nodes (actions run on the worker node).
+--cluster starts testbed/ray_cluster.py's two nodes (actions run on the worker node).
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-TESTS = REPO / "tests" / "support"
-sys.path.insert(0, str(TESTS))
-os.environ["PYTHONPATH"] = str(TESTS)  # the workers (local, and a local Ray instance's) import the fake runner
+TESTBED = REPO / "testbed"
+sys.path.insert(0, str(TESTBED))
+os.environ["PYTHONPATH"] = str(TESTBED)  # the workers (local, and a local Ray instance's) import the fake runner
 
 from ray_cluster import ray_cluster  # noqa: E402
 

@@ -1,7 +1,7 @@
 """The remote cache on the example workspace: machine A builds everything cold with an empty local
 cache and an empty remote cache (and uploads); machine B, a fresh clone with an empty local cache,
 builds against the now warm remote. Both are clones of this commit; the server is WsgiDAV on
-127.0.0.1 (tests/support/dav_server.py).
+127.0.0.1 (testbed/dav_server.py).
 
 Prints both times, their ratio, and the bytes B downloaded. Run: .venv/bin/python bench/remote_cache.py
 """
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "support"))
+sys.path.insert(0, str(REPO / "testbed"))
 from clones import clones, head  # noqa: E402  (bench/ is the script's own directory)
 from dav_server import DavServer  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Uploading to a remote cache over a thin link, on the example workspace: a cold build with no
 remote cache (the baseline) against a cold build that uploads everything to a WsgiDAV server on
-127.0.0.1 taking PUT bodies at --rate bytes per second (tests/support/dav_server.py). Both are fresh clones
+127.0.0.1 taking PUT bodies at --rate bytes per second (testbed/dav_server.py). Both are fresh clones
 of one commit (--commit, default HEAD: run it on an older commit to compare the engines).
 
 Prints both times, their ratio, the bytes uploaded and how long those bytes take at that rate (the
@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "support"))
+sys.path.insert(0, str(REPO / "testbed"))
 from clones import clones, head  # noqa: E402  (bench/ is the script's own directory)
 from dav_server import DavServer  # noqa: E402
 from remote_cache import build  # noqa: E402  (bench/remote_cache.py: one timed build of //...)

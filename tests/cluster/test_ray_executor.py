@@ -1,4 +1,4 @@
-"""The Ray executor against a real two-node Ray cluster on this machine (tests/support/ray_cluster.py): a
+"""The Ray executor against a real two-node Ray cluster on this machine (testbed/ray_cluster.py): a
 head with no CPUs and a worker node, so every action runs on the worker node, in a worker that
 sees neither the test's workspace nor its output directories (all of it travels by content).
 Real steps on the cluster: tests/cluster/test_ray_build.py builds the example workspace there."""
@@ -25,8 +25,9 @@ from buildsys.exec.ray import RayExecutor
 from buildsys.rule_api import StepReply
 
 HERE = Path(__file__).parent
-SUPPORT = HERE.parent / "support"
-FAKE = "ray_fake_runner"  # tests/support/ray_fake_runner.py: on the worker node's PYTHONPATH, as an installed rule set would be
+TESTBED = HERE.parents[1] / "testbed"
+IMPORTS = os.pathsep.join([str(TESTBED), str(HERE.parent / "support")])  # what a driver process imports
+FAKE = "ray_fake_runner"  # testbed/ray_fake_runner.py: on the worker node's PYTHONPATH, as an installed rule set would be
 
 TINY_PY = """\
 import torch
@@ -50,7 +51,7 @@ def addresses():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         client_port = s.getsockname()[1]
-    with ray_cluster(worker_cpus=2, worker_env={"PYTHONPATH": str(SUPPORT)}, client_port=client_port) as address:
+    with ray_cluster(worker_cpus=2, worker_env={"PYTHONPATH": str(TESTBED)}, client_port=client_port) as address:
         yield {"gcs": address, "client": f"ray://127.0.0.1:{client_port}"}
 
 
@@ -202,7 +203,7 @@ def drive(address: str, workspace: Path, home: Path, **env: str) -> dict:
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     proc = subprocess.run([sys.executable, "-c", DRIVER, address, str(workspace), str(HERE)],
-                          env={**clean, "HOME": str(home), "TMPDIR": str(home / "tmp"), "PYTHONPATH": str(SUPPORT), **env},
+                          env={**clean, "HOME": str(home), "TMPDIR": str(home / "tmp"), "PYTHONPATH": IMPORTS, **env},
                           cwd=HERE.parents[1], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -74,7 +74,7 @@ def xnnpack(ws, tmp_path_factory):
     """The XNNPACK program's bundle: its report and bytes, and the same step in another process
     (started first, so the two run side by side)."""
     other = tmp_path_factory.mktemp("xnnpack_other")
-    script = ("import json, sys; sys.path.insert(0, 'tests/support'); from pathlib import Path; from helpers import run_step_request; "
+    script = ("import json, sys; sys.path[:0] = ['tests/support', 'testbed']; from pathlib import Path; from helpers import run_step_request; "
               "r = run_step_request(json.loads(sys.argv[1]), Path(sys.argv[2])); assert r['ok'], r")
     req = json.dumps(request(ws, "heads_xnnpack", other))
     proc = subprocess.Popen([sys.executable, "-c", script, req, str(ws)], cwd=REPO,

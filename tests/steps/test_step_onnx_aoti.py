@@ -168,7 +168,7 @@ def test_onnx_bytes_do_not_depend_on_process_or_paths(program, workspace):
     code = textwrap.dedent(f"""
         import sys
         from pathlib import Path
-        sys.path[:0] = [{str(here.parents[1])!r}, {str(here.parent / 'support')!r}, {str(here)!r}]
+        sys.path[:0] = [{str(here.parents[1])!r}, {str(here.parent / 'support')!r}, {str(here.parents[1] / 'testbed')!r}, {str(here)!r}]
         import test_step_onnx_aoti as t
         t.onnx_export(Path({str(program)!r}), Path({str(workspace)!r}), "onnx_c")
     """)

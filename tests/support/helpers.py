@@ -8,21 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-EXAMPLE_FILES = ["WORKSPACE.models", "BUILD.models", "defs.star", "models"]
-
-
-def copy_example(dst: Path) -> Path:
-    dst.mkdir(parents=True, exist_ok=True)
-    for name in EXAMPLE_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dst / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(src, dst / name)
-    return dst
-
-
+from example import REPO, copy_example  # noqa: F401  (the tests' shared name for it)
 def run_cli(workspace: Path, *args: str, timeout: float = 900, env: dict | None = None,
             umask: int | None = None) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k != "MODELBUILD_CACHE_DIR"}

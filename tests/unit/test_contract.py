@@ -244,3 +244,11 @@ def test_no_function_of_the_engine_or_the_rules_is_over_60_lines():
             for node in ast.walk(ast.parse(path.read_text()))
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 60]
     assert long == []
+
+
+def test_the_benchmarks_do_not_import_the_tests():
+    """bench/ and tests/ share testbed/ (servers, clusters, the example's copy), not each other."""
+    offenders = [p.name for p in (REPO / "bench").glob("*.py")
+                 if any("sys.path" in line and '"tests"' in line for line in p.read_text().splitlines())
+                 or any(m.split(".")[0] in {"helpers", "fake_executor", "conftest"} for m in imports(p))]
+    assert offenders == []

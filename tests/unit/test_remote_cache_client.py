@@ -1,4 +1,4 @@
-"""The remote cache client against a real WebDAV server (WsgiDAV on cheroot, tests/support/dav_server.py)."""
+"""The remote cache client against a real WebDAV server (WsgiDAV on cheroot, testbed/dav_server.py)."""
 import hashlib
 import json
 import socket
