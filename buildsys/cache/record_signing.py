@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from ..errors import UserError
+from ..rule_api.ed25519 import read_ed25519_key
 
 _ALLOWED = ("allowed: a PEM ed25519 private key (signs uploads and verifies downloads; "
             "`openssl genpkey -algorithm ed25519 -out cache.key`) or its PEM public key (verifies only; "
@@ -36,23 +37,11 @@ class RecordKey:
     @classmethod
     def load(cls, path: Path) -> "RecordKey":
         try:
-            data = Path(path).read_bytes()
-        except OSError as err:
-            raise UserError(f"cannot read the remote cache key: {err.strerror or err}; {_ALLOWED}", path) from None
-        if b"PRIVATE KEY-----" in data:
-            try:
-                key = serialization.load_pem_private_key(data, password=None)
-            except (ValueError, TypeError) as err:  # TypeError: encrypted
-                raise UserError(f"not an unencrypted PEM private key ({err}); {_ALLOWED}", path) from None
-            if not isinstance(key, Ed25519PrivateKey):
-                raise UserError(f"holds a {_kind(key)} private key; {_ALLOWED}", path)
+            key = read_ed25519_key(path)
+        except ValueError as err:
+            raise UserError(f"{err}; {_ALLOWED}", path) from None
+        if isinstance(key, Ed25519PrivateKey):
             return cls(key.public_key(), key)
-        try:
-            key = serialization.load_pem_public_key(data)
-        except (ValueError, TypeError) as err:
-            raise UserError(f"not a PEM key ({err}); {_ALLOWED}", path) from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise UserError(f"holds a {_kind(key)} public key; {_ALLOWED}", path)
         return cls(key)
 
     @property
@@ -69,7 +58,3 @@ class RecordKey:
         except (InvalidSignature, ValueError, TypeError):  # ValueError: not base64
             return False
         return True
-
-
-def _kind(key: object) -> str:
-    return type(key).__name__.removeprefix("_").removesuffix("PrivateKey").removesuffix("PublicKey") or "non-ed25519"

@@ -6,7 +6,8 @@ evaluator, nor the graph library, nor the planner, so a worker reads a request w
   their config types, flags, commands) and the host a rule set's own commands build through;
 - plan: what a target kind's plan() sees and returns (the target, the planning context, sources,
   outputs, typed providers);
-- wire: what crosses the process boundary to a worker (StepRequest, StepReply).
+- wire: what crosses the process boundary to a worker (StepRequest, StepReply);
+- ed25519: the one loader of signing keys (the remote cache's records, a release's provenance).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from ..errors import UserError
 from ..labels import Label
 from ..toolchain import toolchain
 from ..units import human_bytes
+from .ed25519 import read_ed25519_key
 from .kinds import Command, Flag, Host, RuleSet, StepKind, TargetKind
 from .plan import (
     METRICS,
@@ -31,5 +33,5 @@ from .wire import FileInput, SourcesInput, StepReply, StepRequest
 __all__ = [
     "METRICS", "Action", "Command", "Declaration", "FileInput", "Flag", "Host", "Label", "Output", "PlanContext", "Planned",
     "Provider", "RuleSet", "Sources", "SourcesInput", "StepKind", "StepReply", "StepRequest", "Target", "TargetKind",
-    "UserError", "human_bytes", "toolchain",
+    "UserError", "human_bytes", "read_ed25519_key", "toolchain",
 ]

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from buildsys.rule_api import read_ed25519_key
+
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
 PAYLOAD_TYPE = "application/vnd.in-toto+json"
@@ -55,41 +57,19 @@ def signing_key(value: str) -> Path:
 
 
 def load_private_key(path: Path):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    data = _read(path, "private key")
     try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{path} is not an unencrypted PEM private key ({err}); create one with "
+        return read_ed25519_key(path, private=True)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}; releases are signed with an ed25519 key: create one with "
                          "`openssl genpkey -algorithm ed25519 -out release.key`") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ValueError(f"{path} holds a {type(key).__name__.removeprefix('_')} key; releases are signed with ed25519 "
-                         "(`openssl genpkey -algorithm ed25519 -out release.key`)")
-    return key
 
 
 def load_public_key(path: Path):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-    data = _read(path, "public key")
     try:
-        key = serialization.load_pem_public_key(data)
-    except (ValueError, TypeError) as err:
-        raise ValueError(f"{path} is not a PEM public key ({err}); derive it from the signing key with "
+        return read_ed25519_key(path, private=False)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}; derive the public key from the signing key with "
                          "`openssl pkey -in release.key -pubout -out release.pub`") from None
-    if not isinstance(key, Ed25519PublicKey):
-        raise ValueError(f"{path} holds a {type(key).__name__.removeprefix('_')} key, not an ed25519 public key")
-    return key
-
-
-def _read(path: Path, what: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as err:
-        raise ValueError(f"cannot read the {what} {path}: {err.strerror or err}") from None
 
 
 def sign(statement_bytes: bytes, private_key) -> bytes:

@@ -124,7 +124,12 @@ def _compress(model, cfg: CoremlCompressConfig, out) -> float:
 def _weight_errors(src, out, cfg: CoremlCompressConfig) -> tuple[list[str], list[float], int]:
     """(the consts compressed, each one's SNR against the input package's own value, the weights of
     rank >= 2 left uncompressed); a compression that changed nothing is a declaration mistake."""
-    from ..coreml.mil import canonical_name, decompressed_weights, load_mil, weight_consts
+    from ..coreml.mil import (
+        canonical_name,
+        decompressed_weights,
+        load_mil,
+        weight_consts,
+    )
     from ..coreml.weights_check import snr_db
     from ..errors import StepError
 
