@@ -34,9 +34,18 @@ def _entry(raw) -> tuple[list[int], str] | None:
 
 class FileDigests:
     def __init__(self, directory: Path):
-        self.warnings: list[str] = []  # entries dropped, a store moved aside: for the build's summary
-        self._db = open_store(directory, "stat cache", self.warnings)
+        self._store_warnings: list[str] = []  # the store moved aside
+        self._db = open_store(directory, "stat cache", self._store_warnings)
+        self._dropped: list[str] = []  # paths whose entry could not be used, and why
         self.hashed = 0  # files actually read (tests check the stat cache with it)
+
+    @property
+    def warnings(self) -> list[str]:
+        """For the build's summary: one line however many entries were dropped."""
+        if not self._dropped:
+            return list(self._store_warnings)
+        return self._store_warnings + [f"the stat cache had an entry it could not use ({self._dropped[0]}); such "
+                                       "entries count as misses, and their files are hashed again"]
 
     def _get(self, key: str) -> tuple[list[int], str] | None:
         try:
@@ -50,9 +59,7 @@ class FileDigests:
             if entry is not None:
                 return entry
             why = "malformed"
-        if not any(w.startswith("the stat cache had ") for w in self.warnings):
-            self.warnings.append(f"the stat cache had an entry it could not use ({why}, for {key}); such entries "
-                                 "count as misses, and their files are hashed again")
+        self._dropped.append(f"{why}, for {key}")
         try:
             self._db.delete(key)
         except UNREADABLE:

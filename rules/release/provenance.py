@@ -56,20 +56,24 @@ def signing_key(value: str) -> Path:
     return path
 
 
-def load_private_key(path: Path):
+# How to make the key each use wants, said after what is wrong with the one given.
+_HOW = {True: "releases are signed with an ed25519 key: create one with `openssl genpkey -algorithm ed25519 -out release.key`",
+        False: "derive the public key from the signing key with `openssl pkey -in release.key -pubout -out release.pub`"}
+
+
+def _load(path: Path, private: bool):
     try:
-        return read_ed25519_key(path, private=True)
+        return read_ed25519_key(path, private=private)
     except ValueError as err:
-        raise ValueError(f"{path}: {err}; releases are signed with an ed25519 key: create one with "
-                         "`openssl genpkey -algorithm ed25519 -out release.key`") from None
+        raise ValueError(f"{path}: {err}; {_HOW[private]}") from None
+
+
+def load_private_key(path: Path):
+    return _load(path, private=True)
 
 
 def load_public_key(path: Path):
-    try:
-        return read_ed25519_key(path, private=False)
-    except ValueError as err:
-        raise ValueError(f"{path}: {err}; derive the public key from the signing key with "
-                         "`openssl pkey -in release.key -pubout -out release.pub`") from None
+    return _load(path, private=False)
 
 
 def sign(statement_bytes: bytes, private_key) -> bytes:

@@ -332,9 +332,3 @@ def _children() -> set[int]:
         found |= frontier
     return found
 
-
-def test_an_exception_without_a_message_still_gives_a_reason():
-    from buildsys.exec.ray import _reason
-
-    assert _reason(ConnectionError()) == "ConnectionError, with no message from Ray"
-    assert _reason(RuntimeError("  two\n  lines ")) == "two lines"

@@ -134,3 +134,10 @@ def test_the_sqlite_stores_refuse_pickled_rows_and_write_only_plain_data(tmp_pat
         for db in (raw, ac):
             modes = {m for (m,) in sqlite3.connect(Path(db.directory) / "cache.db").execute("SELECT mode FROM Cache")}
             assert diskcache.core.MODE_PICKLE not in modes, "every row is plain data"
+
+
+def test_an_exception_without_a_message_still_gives_a_reason():
+    from buildsys.exec.ray import _reason
+
+    assert _reason(ConnectionError()) == "ConnectionError, with no message from Ray"
+    assert _reason(RuntimeError("  two\n  lines ")) == "two lines"
