@@ -258,12 +258,19 @@ class RayExecutor:
 
     def _connect(self, ray, quiet: dict) -> None:
         _check_reachable(self.address)
-        try:
-            ray.init(address=self.address, **quiet)
-        except ray.exceptions.AuthenticationError as err:  # this side's token: none, or not the cluster's
-            raise UserError(f"cannot connect to the Ray cluster at {self.address}: {_token_advice(err)}") from None
-        except Exception as err:  # Ray raises ConnectionError, RuntimeError (version mismatch), ...
-            raise UserError(f"cannot connect to the Ray cluster at {self.address}: {_reason(err)}") from None
+        for attempt in (1, 2):
+            try:
+                ray.init(address=self.address, **quiet)
+                break
+            except ray.exceptions.AuthenticationError as err:  # this side's token: none, or not the cluster's
+                raise UserError(f"cannot connect to the Ray cluster at {self.address}: {_token_advice(err)}") from None
+            except Exception as err:  # Ray raises ConnectionError, RuntimeError (version mismatch), ...
+                # The head's Ray Client proxy starts a server per client, and that start fails now and
+                # then (Ray's own client tests flake on it): one more try, from a clean client state.
+                if attempt == 1 and "Starting Ray client server failed" in str(err):
+                    ray.shutdown()
+                    continue
+                raise UserError(f"cannot connect to the Ray cluster at {self.address}: {_reason(err)}") from None
         if ray.cluster_resources().get("CPU", 0) < 1:
             raise UserError(f"the Ray cluster at {self.address} has no CPUs for workers (`ray status` shows "
                             "its resources); start nodes with --num-cpus of at least 1")
