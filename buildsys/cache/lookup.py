@@ -6,7 +6,6 @@ and the toolchain: an input that came out unchanged keeps the key, however it wa
 """
 from __future__ import annotations
 
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,6 +16,7 @@ from .action_cache import ActionCache, ActionResult, FailureRecord, OutputRecord
 from .cas import CAS, CorruptBlob
 from .explain import reasons
 from .keys import action_key, material
+from .uploads import Uploads
 
 ResultOf = Callable[[str], ActionResult]  # action id -> the result it produced in this build
 
@@ -37,10 +37,7 @@ class ActionLookup:
         self.cas = cas
         self.remote = remote  # a remote_cache.RemoteCache, read after the local cache misses
         self._remote_missed: set[str] = set()  # keys asked for once this build: a second ask is the same answer
-        # Uploads run on one thread of their own, in the order results were stored, so a large blob
-        # going up never holds back the next action; the build waits for them at its end.
-        self._uploader: ThreadPoolExecutor | None = None
-        self._uploads: list[Future] = []
+        self._uploads = Uploads(self._upload)
 
     # Keys -------------------------------------------------------------------------------------
     @staticmethod
@@ -132,21 +129,14 @@ class ActionLookup:
         self.cache.put_note(self._note_name(action), self.material(action, result_of, by_file=True))
         if self.remote is None or not self.remote.upload:
             return
-        if self._uploader is None:
-            self._uploader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="remote-upload")
-        self._uploads = [f for f in self._uploads if not f.done()]
-        self._uploads.append(self._uploader.submit(self._upload, key, result))
+        self._uploads.submit(key, result)
 
     def uploads_pending(self) -> int:
-        return sum(not f.done() for f in self._uploads)
+        return self._uploads.pending()
 
     def finish_uploads(self, cancel: bool = False) -> None:
-        """Wait for every upload (or, with cancel, for none: the queued ones are dropped, and the one
-        under way fails once the remote cache's client is closed)."""
-        if self._uploader is not None:
-            self._uploader.shutdown(wait=not cancel, cancel_futures=cancel)
-            self._uploader = None
-            self._uploads = []
+        """Wait for every upload (or, with cancel, for none: see uploads.py)."""
+        self._uploads.finish(cancel)
 
     def _upload(self, key: str, result: ActionResult) -> None:
         """Blobs first, the record last, so a reader never finds a record without its blobs."""
