@@ -258,17 +258,15 @@ class RayExecutor:
 
     def _connect(self, ray, quiet: dict) -> None:
         _check_reachable(self.address)
-        for attempt in (1, 2):
+        for attempt in range(1, _CLIENT_TRIES + 1):
             try:
                 ray.init(address=self.address, **quiet)
                 break
             except ray.exceptions.AuthenticationError as err:  # this side's token: none, or not the cluster's
                 raise UserError(f"cannot connect to the Ray cluster at {self.address}: {_token_advice(err)}") from None
             except Exception as err:  # Ray raises ConnectionError, RuntimeError (version mismatch), ...
-                # The head's Ray Client proxy starts a server per client, and that start fails now and
-                # then (Ray's own client tests flake on it): one more try, from a clean client state.
-                if attempt == 1 and "Starting Ray client server failed" in str(err):
-                    ray.shutdown()
+                if attempt < _CLIENT_TRIES and any(sign in str(err) for sign in _CLIENT_SERVER_FAILED):
+                    ray.shutdown()  # a clean client state for the next try
                     continue
                 raise UserError(f"cannot connect to the Ray cluster at {self.address}: {_reason(err)}") from None
         if ray.cluster_resources().get("CPU", 0) < 1:
@@ -412,6 +410,14 @@ def _token_advice(err: Exception) -> str:
         return ("RAY_AUTH_MODE=token is set here, but this engine has no token. Give it the cluster's token "
                 f"({where}), or unset RAY_AUTH_MODE if the cluster runs without token authentication")
     return f"the cluster refused this engine's token ({_reason(err)}). Give it the cluster's token ({where})"
+
+
+# The head's Ray Client proxy starts a server process per client, and now and then that process dies
+# at once, with no output (the proxy forks it while gRPC threads run: its log says "skipping fork()
+# handlers"). The connect then fails with one of these in the proxy's traceback; a new try gets a new
+# server process on another port.
+_CLIENT_SERVER_FAILED = ("Starting Ray client server failed", "in start_specific_server")
+_CLIENT_TRIES = 3
 
 
 def _reason(err: BaseException) -> str:
