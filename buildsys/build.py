@@ -10,7 +10,8 @@ from typing import Callable
 from .cache.cas import CorruptBlob
 from .cache.lookup import ActionLookup
 from .cache.scratch import DAY_NS, remove_idle_locks
-from .cache.stores import Layout, Stores
+from .cache.layout import Layout
+from .cache.stores import Stores
 from .errors import FlagError
 from .events import EventLog
 from .exec.executor import Executor
@@ -58,6 +59,7 @@ class BuildSummary:
     remote_url: str = ""  # with any credentials redacted
     remote_warnings: list[str] = field(default_factory=list)
     executor: str = "local"
+    read: dict[str, list[int]] = field(default_factory=dict)  # each file digested, by its stat then (cli/noop.py)
 
     @property
     def ok(self) -> bool:
@@ -183,6 +185,7 @@ def build(
         summary.store_warnings = stores.warnings + summary.state.healed
         summary.failed_targets = placement.unplaced()
         summary.seconds = time.monotonic() - start
+        summary.read = dict(stores.digests.seen)
         return summary
     finally:
         events.close()

@@ -9,7 +9,10 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ValidationError
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # for the hints only: the no-op's fast path imports this module, never pydantic
+    from pydantic import BaseModel, ValidationError
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from pathlib import Path
 from ..errors import FlagError
 from .cas import CAS
 from .scratch import DAY_NS, remove_idle_locks
-from .stores import Layout
+from .layout import Layout
 
 # File times come from a coarse clock that can trail time.time_ns() by a tick: a blob marked just
 # after a build opened the store may carry a slightly earlier time.

@@ -38,6 +38,7 @@ class FileDigests:
         self._db = open_store(directory, "stat cache", self._store_warnings)
         self._dropped: list[str] = []  # paths whose entry could not be used, and why
         self.hashed = 0  # files actually read (tests check the stat cache with it)
+        self.seen: dict[str, list[int]] = {}  # every file digested, by the stat it was digested at (cli/noop.py)
 
     @property
     def warnings(self) -> list[str]:
@@ -70,6 +71,7 @@ class FileDigests:
         path = path.resolve()
         st = os.stat(path)
         stamp = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+        self.seen[str(path)] = stamp
         hit = self._get(str(path))
         if hit is not None and hit[0] == stamp:
             return hit[1]

@@ -7,18 +7,20 @@ import os
 import shutil
 import signal
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
 
-from ..cache.stores import CACHE_ENV, cache_dir
+from ..cache.layout import CACHE_ENV, cache_dir
 from ..errors import FlagError, UserError
 from ..load.workspace import Workspace
 from ..out_tree import default_out
 from ..rule_api import RuleSet
 from ..units import human_bytes
+from . import noop
 
 
 def _cache_dir(args, workspace: Workspace) -> Path:
@@ -42,8 +44,21 @@ def cmd_build(args, console: Console) -> int:
         **executor_options(args),
         **remote_options(args),
     )
+    stamped = not (options.build_events or options.explain or options.remote_cache or options.settings
+                   or options.executor != "local")  # each of these asks for more than a summary
+    started_ns, before = time.time_ns(), noop.snapshot(workspace.root) if stamped else {}
     summary = Host(args, console).run_build(workspace, options)
+    if summary.ok and stamped:
+        noop.write(args.argv, Path.cwd(), workspace.root, options.cache_dir, before, started_ns, summary.read,
+                   list(summary.placed.values()), len(summary.targets), len(summary.state.outcomes),
+                   [(_source(outcome), text) for outcome, text in summary.state.warnings()])
+    else:
+        noop.forget(args.argv, Path.cwd(), workspace.root, options.cache_dir)
     return 0 if summary.ok else 1
+
+
+def _source(outcome) -> str:
+    return f"{', '.join(sorted(str(o) for o in outcome.action.owners))} ({outcome.action.step})"
 
 
 def _settings(args) -> dict:
@@ -161,7 +176,8 @@ def cmd_clean(args, console: Console) -> int:
 
 def _gc_inputs(args, console: Console):
     """The stores and the digests out/ holds; outside a workspace (a --cache-dir of its own), nothing is held."""
-    from ..cache.stores import Layout, Stores
+    from ..cache.layout import Layout
+    from ..cache.stores import Stores
     from ..out_tree import OutTree
 
     try:
@@ -366,8 +382,9 @@ def _stop(signum, frame):
 def main(ruleset: RuleSet, argv: list[str] | None = None) -> int:
     """The command line, with a rule set: the entry point (modelbuild/__main__.py) wires in the rules."""
     signal.signal(signal.SIGTERM, _stop)
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser(ruleset).parse_args(argv)
-    args.ruleset = ruleset
+    args.ruleset, args.argv = ruleset, argv
     # No emoji codes: a label such as //a:b:c must print as written.
     console = Console(stderr=False, highlight=False, emoji=False)
     errors = Console(stderr=True, highlight=False, emoji=False)

@@ -18,7 +18,7 @@ from typing import Callable
 from ..cache.action_cache import ActionResult, FailureRecord
 from ..cache.cas import CorruptBlob
 from ..cache.lookup import ActionLookup
-from ..cache.stores import Layout
+from ..cache.layout import Layout
 from ..planning import Planner
 from ..rule_api import METRICS, Action, Sources
 from ..rule_api.wire import FileInput, SourcesInput, StepReply, StepRequest

@@ -14,7 +14,7 @@ _SKIP_AT_ROOT = {"out", "cache"}
 _SKIP_ANYWHERE = {"__pycache__", "node_modules"}
 
 
-def _walked(parent: str, name: str, at_root: bool) -> bool:
+def walked(parent: str, name: str, at_root: bool) -> bool:
     """Whether packages are looked for in this directory."""
     path = os.path.join(parent, name)
     return not (
@@ -50,7 +50,7 @@ class Workspace:
         for dirpath, dirnames, filenames in os.walk(self.root):
             rel = os.path.relpath(dirpath, self.root)
             rel = "" if rel == "." else rel.replace(os.sep, "/")
-            dirnames[:] = sorted(d for d in dirnames if _walked(dirpath, d, rel == ""))
+            dirnames[:] = sorted(d for d in dirnames if walked(dirpath, d, rel == ""))
             for d in dirnames:
                 if os.path.islink(os.path.join(dirpath, d)):
                     self._refuse_linked_packages(os.path.join(dirpath, d))
@@ -68,7 +68,7 @@ class Workspace:
                     f"must be a real directory of the workspace: replace the link with the directory itself",
                     build,
                 )
-            dirnames[:] = [d for d in dirnames if _walked(dirpath, d, False)]
+            dirnames[:] = [d for d in dirnames if walked(dirpath, d, False)]
 
     def package_dir(self, package: str) -> Path:
         return self.root / package if package else self.root

@@ -104,7 +104,8 @@ def test_the_sqlite_stores_refuse_pickled_rows_and_write_only_plain_data(tmp_pat
     (a miss, one warning), and write nothing that would need pickle."""
     import diskcache
 
-    from buildsys.cache.stores import Layout, Stores
+    from buildsys.cache.layout import Layout
+    from buildsys.cache.stores import Stores
 
     src = tmp_path / "ws" / "a.txt"
     src.parent.mkdir()

@@ -1,0 +1,163 @@
+"""The no-op's fast path, as ninja's: stat what the last successful build read, and compare.
+
+A build that succeeds leaves its command (directory, arguments, the environment it reads) a stamp:
+the stat of every file and directory of the workspace, of every file it digested (model sources,
+data, rule code), of the code that ran it, of the git state a release reads, and of every artifact
+it placed in out/. Run again, the same command stats those and, if none changed, prints what that
+build would print again: no load, no plan, no cache lookup, no import of the engine's heavier parts.
+
+Any doubt takes the full path, which checks everything by content: no stamp, one that does not
+parse or is another command's, a stat that differs, a file changed in the two seconds before the
+build (its stat may not show a second change in the same tick, git's "racy" case), or a workspace
+that changed while the build ran. A stamp is plain JSON; an unusable one is a miss, said nowhere.
+
+Light on purpose: this module and what it imports load no pydantic, networkx, rich or diskcache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..cache.layout import Layout, cache_dir
+from ..load.workspace import Workspace, walked
+
+_VERSION = 1
+_RACY_NS = 2_000_000_000
+# What a build reads from the environment besides its flags: the cache and remote settings
+# (MODELBUILD_*), where Python finds modules, and a release's timestamp.
+_ENV_PREFIX = "MODELBUILD_"
+_ENV_NAMES = ("PYTHONPATH", "SOURCE_DATE_EPOCH")
+_GIT_INDEX = os.path.join(".git", "index")
+
+
+def command_key(argv: list[str], cwd: Path) -> str:
+    env = {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIX) or k in _ENV_NAMES}
+    ident = {"version": _VERSION, "argv": list(argv), "cwd": str(cwd), "env": env, "python": sys.version,
+             "executable": sys.executable, "host": os.uname().nodename}
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
+
+
+def _stat(path: str) -> list[int] | None:
+    """What tells a file's or a directory's change: (inode, size, mtime_ns, ctime_ns); None if absent."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _flag(argv: list[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == name and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(name + "="):
+            return arg[len(name) + 1:]
+    return None
+
+
+def stamp_path(argv: list[str], cwd: Path, root: Path, cache: Path | None = None) -> Path:
+    cache = cache or cache_dir(_flag(argv, "--cache-dir"), root)
+    return Layout(cache).stamps / f"{command_key(argv, cwd)}.json"
+
+
+# The fast path ------------------------------------------------------------------------------------
+def up_to_date(argv: list[str]) -> int | None:
+    """If nothing the last successful build of this command read has changed, print its summary and
+    return 0; else None, and the command runs in full."""
+    start = time.monotonic()
+    try:
+        cwd = Path.cwd()
+        root = Workspace.find(cwd).root
+        key = command_key(argv, cwd)
+        stamp = json.loads(stamp_path(argv, cwd, root).read_bytes())
+        if not (isinstance(stamp, dict) and stamp.get("key") == key and isinstance(stamp.get("stats"), dict)):
+            return None
+        if any(_stat(path) != recorded for path, recorded in stamp["stats"].items()):
+            return None
+        lines = [f"{_paint('WARNING:', '33')} {source}: {text}" for source, text in stamp["warnings"]]
+        warned = len(lines)
+        noted = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
+        lines.append(f"{_paint(str(stamp['targets']) + ' targets up to date', '32')}, 0 actions run "
+                     f"({stamp['actions']} cached){noted} in {time.monotonic() - start:.2f}s")
+    except Exception:  # noqa: BLE001 (no workspace, no stamp, a stamp of another shape: the full path decides)
+        return None
+    print("\n".join(lines), flush=True)
+    return 0
+
+
+def _paint(text: str, color: str) -> str:
+    """As the full path's console shows it: colored on a terminal, plain elsewhere."""
+    if sys.stdout.isatty() and "NO_COLOR" not in os.environ:
+        return f"\033[{color}m{text}\033[0m"
+    return text
+
+
+# Writing a stamp ----------------------------------------------------------------------------------
+def snapshot(root: Path) -> dict[str, list[int] | None]:
+    """Every directory and file of the workspace that a build may read (out/ and cache/ aside), and
+    the git state a release's provenance reads."""
+    stats: dict[str, list[int] | None] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if walked(dirpath, d, dirpath == str(root))]
+        stats[dirpath] = _stat(dirpath)
+        for name in filenames:
+            stats[os.path.join(dirpath, name)] = _stat(os.path.join(dirpath, name))
+    for directory in (root, *root.parents):
+        git = directory / ".git"
+        if git.exists():
+            head = git / "HEAD"
+            ref = head.read_text().removeprefix("ref: ").strip() if head.is_file() else ""
+            for part in (head, git / "index", git / "packed-refs", git / "refs" / "heads", git / ref):
+                stats[str(part)] = _stat(str(part))
+            break
+    return stats
+
+
+def write(argv: list[str], cwd: Path, root: Path, cache: Path, before: dict, started_ns: int,
+          read: dict[str, list[int]], placed: list[Path], targets: int, actions: int,
+          warnings: list[tuple[str, str]]) -> bool:
+    """Leave this command a stamp, if what the build read is certain; True if it did."""
+    outputs = {str(path): _stat(str(path)) for artifact in placed
+               for path in [artifact, artifact.parent, *(_files(artifact) if artifact.is_dir() else [])]}
+    read = {path: s for path, s in read.items() if path not in outputs}  # the build may have replaced them
+    stats = {**before, **read}
+    for module in list(sys.modules.values()):  # the code that ran the build, the rules' included
+        file = getattr(module, "__file__", None)
+        if file and os.path.isfile(file):
+            stats.setdefault(file, _stat(file))
+    for entry in sys.path:  # a package installed or removed shows here: the toolchain's versions come from there
+        if entry and os.path.isdir(entry):
+            stats.setdefault(entry, _stat(entry))
+    after = snapshot(root)
+    # git's index is rewritten by `git status` itself (the release's dirty check) when it refreshes
+    # its stat data: taken as it is now, and not held to the two-second rule.
+    index = {path: s for path, s in after.items() if path.endswith(_GIT_INDEX)}
+    if ({p: s for p, s in after.items() if p not in index} != {p: s for p, s in before.items() if p not in index}
+            or any(_stat(p) != s for p, s in read.items())):
+        return False  # the workspace changed while the build ran
+    if any(s is not None and s[2] >= started_ns - _RACY_NS for p, s in stats.items() if p not in index):
+        return False  # too recent to tell a second change in the same tick
+    stamp = {"key": command_key(argv, cwd), "stats": {**stats, **index, **outputs}, "targets": targets, "actions": actions,
+             "warnings": [list(w) for w in warnings]}
+    path = stamp_path(argv, cwd, root, cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(stamp))
+    os.replace(tmp, path)
+    return True
+
+
+def forget(argv: list[str], cwd: Path, root: Path, cache: Path) -> None:
+    """A build of this command that did not succeed leaves no stamp from an earlier one."""
+    try:
+        stamp_path(argv, cwd, root, cache).unlink()
+    except OSError:
+        pass
+
+
+def _files(directory: Path) -> list[Path]:
+    return [Path(d, name) for d, dirnames, names in os.walk(directory) for name in [*dirnames, *names]]
