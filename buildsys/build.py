@@ -13,7 +13,7 @@ from .cache.scratch import DAY_NS, remove_idle_locks
 from .cache.layout import Layout
 from .cache.stores import Stores
 from .errors import FlagError
-from .events import EventLog
+from .events import EventLog, write_profile
 from .exec.executor import Executor
 from .exec.local import LocalExecutor
 from .exec.scheduler import CACHED, RAN, BuildState, Outcome, Rerun, Scheduler
@@ -32,6 +32,7 @@ class BuildOptions:
     jobs: int = 2
     keep_going: bool = False
     build_events: Path | None = None
+    profile: Path | None = None  # a Chrome trace of the build (events.write_profile)
     explain: bool = False
     retry_failed: bool = False  # rerun actions whose failure is recorded for their current key
     out_dir: Path | None = None  # default: <workspace>/out
@@ -180,6 +181,8 @@ def build(
             if remote is not None:
                 remote.close()
                 summary.remote, summary.remote_url, summary.remote_warnings = remote.stats, remote.url, remote.warnings
+        if options.profile is not None:
+            write_profile(options.profile, list(summary.state.outcomes.values()))
         summary.removed = out.remove_stale({l: p.ext for l, p in planner.planned.items() if p.artifact},
                                            options.patterns, targets.all_packages)
         summary.store_warnings = stores.warnings + summary.state.healed

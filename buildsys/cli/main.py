@@ -38,13 +38,14 @@ def cmd_build(args, console: Console) -> int:
         jobs=args.jobs,
         keep_going=args.keep_going,
         build_events=Path(args.build_events).resolve() if args.build_events else None,
+        profile=Path(args.profile).resolve() if args.profile else None,
         explain=args.explain,
         retry_failed=args.retry_failed,
         settings=_settings(args),
         **executor_options(args),
         **remote_options(args),
     )
-    stamped = not (options.build_events or options.explain or options.remote_cache or options.settings
+    stamped = not (options.build_events or options.profile or options.explain or options.remote_cache or options.settings
                    or options.executor != "local")  # each of these asks for more than a summary
     started_ns, before = time.time_ns(), noop.snapshot(workspace.root) if stamped else {}
     summary = Host(args, console).run_build(workspace, options)
@@ -258,6 +259,20 @@ def cmd_cache_stats(args, console: Console) -> int:
     return 0
 
 
+_WORKER_GIB = 2  # a worker exporting and lowering a mid-size model peaks near 1-2 GiB
+
+
+def default_jobs() -> int:
+    """One worker per core this process may use, fewer if the memory available now cannot hold them."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        with open("/proc/meminfo") as meminfo:
+            kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError):  # not Linux: the cores alone
+        return cores
+    return max(1, min(cores, kib // (_WORKER_GIB << 20)))
+
+
 def parser(ruleset: RuleSet) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="modelbuild", description="Build model artifacts declared in BUILD.models files.")
     p.add_argument("--verbose", "-v", action="store_true", help="tracebacks for errors, full action logs")
@@ -265,10 +280,14 @@ def parser(ruleset: RuleSet) -> argparse.ArgumentParser:
 
     b = sub.add_parser("build", help="build targets (default //...)")
     b.add_argument("patterns", nargs="*", help="//..., //pkg/..., //pkg:all or //pkg:name")
-    b.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1), help="worker processes")
+    jobs = default_jobs()
+    b.add_argument("-j", "--jobs", type=int, default=jobs,
+                   help=f"worker processes (default: one per core while each has {_WORKER_GIB} GiB of available memory: {jobs} here)")
     b.add_argument("-k", "--keep-going", action="store_true", help="build what does not depend on a failure")
     b.add_argument("--cache-dir", help=f"cache location (default: <workspace>/cache, or ${CACHE_ENV})")
     b.add_argument("--build-events", metavar="FILE", help="write one JSON line per action to FILE")
+    b.add_argument("--profile", metavar="FILE",
+                   help="write a Chrome trace of the build to FILE (a row per worker; open it in ui.perfetto.dev)")
     b.add_argument("--explain", action="store_true", help="say why each action ran (like ninja -d explain)")
     b.add_argument("--retry-failed", action="store_true",
                    help="rerun actions that failed before with the same inputs (by default their failure is replayed)")

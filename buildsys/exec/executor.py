@@ -1,7 +1,7 @@
 """Where actions run: the scheduler hands an executor requests and collects replies (as ninja's
 CommandRunner). It never sees a process, an actor or a socket.
 
-The local worker pool is one executor (local_executor.py), Ray is another (ray_executor.py), and
+The local worker pool is one executor (local.py), Ray is another (ray.py), and
 the scheduler's tests use an in-process one. An executor reports a worker that died as a reply
 (`StepReply.died`), never as an exception: that fails the action only.
 """
@@ -16,8 +16,9 @@ class Executor(Protocol):
     def free(self) -> int:
         """How many more requests it can start now."""
 
-    def submit(self, request: StepRequest) -> None:
-        """Start running it; its outputs land in request.out_dir, its log in request.log."""
+    def submit(self, request: StepRequest) -> str | None:
+        """Start running it; its outputs land in request.out_dir, its log in request.log. Returns the
+        worker it went to, by a name of the executor's (a row of the build's --profile), or None."""
 
     def running(self) -> int:
         """How many submitted requests have not been collected yet."""

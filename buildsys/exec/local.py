@@ -18,10 +18,11 @@ class LocalExecutor:
     def running(self) -> int:
         return len(self.pool.busy())
 
-    def submit(self, request: StepRequest) -> None:
+    def submit(self, request: StepRequest) -> str:
         worker = self.pool.get(self.pool.idle()[0])
         worker.busy = request.action
         worker.send(request.to_wire())
+        return f"worker {worker.index}"
 
     def wait(self, timeout: float | None) -> list[tuple[str, StepReply]]:
         busy = self.pool.busy()

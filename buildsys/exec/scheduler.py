@@ -56,6 +56,9 @@ class Outcome:
     log_path: Path | None = None  # where the whole log is kept
     reasons: list[str] | None = None  # with --explain: why it ran
     replayed: FailureRecord | None = None  # a recorded failure of this key, replayed instead of a run
+    start: float = 0.0  # seconds from the build's start to when it was ready to run
+    phases: dict[str, float] | None = None  # seconds waiting for a worker, staging inputs, running, storing
+    worker: str | None = None  # where it ran, as the executor names it
 
 
 @dataclass
@@ -109,6 +112,9 @@ class Scheduler:
         self.staging = Staging(layout.tmp, self.cas)
         self.state = BuildState()
         self._started: dict[str, float] = {}
+        self._marks: dict[str, dict[str, float]] = {}  # per action: when it was ready, staged, sent, answered
+        self._workers: dict[str, str | None] = {}
+        self._t0 = time.monotonic()
         self._keys: dict[str, str] = {}
         self.explain = explain
         self.retry_failed = retry_failed
@@ -122,6 +128,7 @@ class Scheduler:
 
     # The loop ---------------------------------------------------------------------------------
     def run(self, action_ids: list[str]) -> BuildState:
+        self._t0 = time.monotonic()
         self._waiting = list(action_ids)  # dependency order
         self._queued: list[str] = []  # ready to run, not started
         self._blocked: list[str] = []  # another build on this cache is running them now
@@ -251,6 +258,13 @@ class Scheduler:
         return True
 
     def _finish(self, outcome: Outcome) -> None:
+        marks = self._marks.pop(outcome.action.id, {})
+        outcome.start = marks.get("ready", time.monotonic()) - self._t0
+        if "replied" in marks:
+            now = time.monotonic()
+            outcome.phases = {"wait": marks["staging"] - marks["ready"], "inputs": marks["sent"] - marks["staging"],
+                              "run": marks["replied"] - marks["sent"], "store": now - marks["replied"]}
+            outcome.worker = self._workers.pop(outcome.action.id, None)
         self.state.outcomes[outcome.action.id] = outcome
         for request in self.on_event("finished", outcome) or ():
             if not self.rerun(request.producers, request.why):
@@ -259,6 +273,7 @@ class Scheduler:
 
     def _try_cache(self, aid: str) -> bool:
         action = self.planner.actions[aid]
+        self._marks.setdefault(aid, {}).setdefault("ready", time.monotonic())
         key = self._keys[aid] = self.lookup.key(action, self._result_of)
         found = self.lookup.find(key, failures=not self.retry_failed)
         if found.result is not None:
@@ -285,6 +300,7 @@ class Scheduler:
 
     def _dispatch(self, aid: str) -> None:
         action = self.planner.actions[aid]
+        self._marks[aid]["staging"] = time.monotonic()
         staging = self.staging.open(aid)
         request = StepRequest(
             action=aid,
@@ -297,14 +313,15 @@ class Scheduler:
             out_dir=str(staging / "out"),
             log=str(staging / LOG),
         )
-        self._started[aid] = time.monotonic()
+        self._started[aid] = self._marks[aid]["sent"] = time.monotonic()
         self.on_event("started", action)
-        self.executor.submit(request)
+        self._workers[aid] = self.executor.submit(request)
 
     def _collect(self, aid: str, reply: StepReply) -> bool:
         action = self.planner.actions[aid]
         staging = self.staging.take(aid)
         seconds = time.monotonic() - self._started[aid]
+        self._marks[aid]["replied"] = time.monotonic()
         try:
             if reply.crashed:
                 reply.error = (reply.error or "the worker died") + _disk_hint(staging)
