@@ -30,29 +30,13 @@ def seeded(factory):
 '''
 MODELS = {
     "transformer": '''\
-"""The Core ML Tools guide's Transformer (attention plus a SwiGLU feed-forward)."""
-import torch.nn.functional as F
-from torch import nn
-
-from models.layers import Attention
+"""The Core ML Tools guide's Transformer, as the example workspace has it (models/guide.py)."""
+from models.guide import Transformer
 from models.shared import seeded
 
 
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.attention = Attention()
-        self.w1 = nn.Linear(32, 16)
-        self.w2 = nn.Linear(16, 32)
-        self.w3 = nn.Linear(32, 16)
-
-    def forward(self, embedding):
-        x = embedding + self.attention(embedding)
-        return x + self.w2(F.silu(self.w1(x)) * self.w3(x))
-
-
 def model():
-    return seeded(Net)
+    return seeded(Transformer)
 ''',
     "mobilenet": '''\
 from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
@@ -121,13 +105,14 @@ def four_models(dst: Path, python: str = "python") -> Path:
     (dst / "WORKSPACE.models").write_text("")
     (dst / "models" / "__init__.py").write_text("")
     shutil.copy(REPO / "models" / "layers.py", dst / "models" / "layers.py")
+    shutil.copy(REPO / "models" / "transformer.py", dst / "models" / "guide.py")
     (dst / "models" / "shared.py").write_text(SHARED)
     build, stages = [], []
     for name, source in MODELS.items():
         (dst / "models" / f"{name}.py").write_text(source)
         build.append(f'model(name = "{name}", entry = "models.{name}:model", inputs = {INPUTS[name][0]})\n'
                      f'executorch_program(name = "{name}_xnnpack", model = ":{name}", backends = ["xnnpack"])\n')
-        deps = ["script.py", "models/shared.py", f"models/{name}.py"] + (["models/layers.py"] if name == "transformer" else [])
+        deps = ["script.py", "models/shared.py", f"models/{name}.py"] + (["models/guide.py", "models/layers.py"] if name == "transformer" else [])
         stages.append(f"  {name}:\n    cmd: {python} script.py {name}\n    deps: [{', '.join(deps)}]\n    outs: [{name}.pte]\n")
     (dst / "BUILD.models").write_text("\n".join(build))
     (dst / "script.py").write_text(SCRIPT.format(inputs={n: i[1] for n, i in INPUTS.items()}))
