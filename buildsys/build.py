@@ -74,7 +74,7 @@ def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], s
                   settings: dict | None = None):
     targets = TargetGraph(workspace, ruleset)
     labels = targets.expand(patterns)
-    planner = Planner(targets, ruleset, stores.digests, settings)
+    planner = Planner(targets, ruleset, stores.digests, settings, stores.scan)
     planner.plan(labels)
     return targets, labels, planner
 

@@ -14,11 +14,11 @@ import networkx as nx
 from pydantic import BaseModel, ValidationError
 
 from .cache import keys
-from .cache.stat import FileDigests
+from .cache.stat import FileDigests, ImportScan
 from .digests import digest_json
 from .errors import TargetError, UserError, describe_validation, did_you_mean
 from .labels import Label
-from .load.pysources import module_file, python_closure
+from .load.pysources import imported_names, module_file, python_closure
 from .load.revision import workspace_revision
 from .load.target_graph import TargetGraph
 from .load.workspace import BUILD_FILE
@@ -54,7 +54,7 @@ class PlanningContext(PlanContext):
         if module_file(root, module) is None:
             rel = module.replace(".", "/")
             raise self.error(f"entry module '{module}' not found: no {rel}.py or {rel}/__init__.py in the workspace")
-        return self._planner.sources(python_closure(root, module))
+        return self._planner.sources(python_closure(root, module, scan=self._planner.scan))
 
     def package_dir(self) -> Path:
         return self._planner.workspace_root / self.label.package
@@ -109,8 +109,11 @@ class PlanningContext(PlanContext):
 
 
 class Planner:
-    def __init__(self, targets: TargetGraph, ruleset: RuleSet, digests: FileDigests, settings: dict | None = None):
+    def __init__(self, targets: TargetGraph, ruleset: RuleSet, digests: FileDigests, settings: dict | None = None,
+                 scan: ImportScan | None = None):
         self.targets = targets
+        # Python files' imports, remembered across builds when the cache has an import scan store.
+        self.scan = (lambda path, module: scan.names(path, module, imported_names)) if scan else imported_names
         self.settings = dict(settings or {})
         self.ruleset = ruleset
         self.digests = digests
@@ -138,7 +141,7 @@ class Planner:
             spec = importlib.util.find_spec(module.split(".")[0])
             assert spec is not None and spec.submodule_search_locations, module
             root = Path(next(iter(spec.submodule_search_locations))).parent
-            files = python_closure(root, module, set(self.ruleset.rule_roots), packages=False)
+            files = python_closure(root, module, set(self.ruleset.rule_roots), packages=False, scan=self.scan)
             self._rule_digests[step] = digest_json(
                 [[p.relative_to(root.resolve()).as_posix(), self.digests.digest(p)] for p in files]
             )

@@ -29,6 +29,10 @@ class Layout:
         return self.root / "stat"
 
     @property
+    def scan(self) -> Path:  # Python files' imports by path and stat (stat.py)
+        return self.root / "scan"
+
+    @property
     def tmp(self) -> Path:  # actions' staging directories, while they run
         return self.root / "tmp"
 

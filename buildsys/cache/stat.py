@@ -1,7 +1,7 @@
-"""The stat cache: a file's digest, remembered by (path, inode, size, mtime_ns, ctime_ns), as git's
-index and DVC's state do. An unchanged file is never read twice, however large; a touched file is
-read once. Entries are JSON; one that cannot be read or does not validate is a miss (one warning),
-and the file is hashed again.
+"""Caches keyed by a file's stat, (path, inode, size, mtime_ns, ctime_ns), as git's index and DVC's
+state are: a file's digest (the stat cache), and the modules a Python file imports (the import scan).
+An unchanged file is never read twice, however large; a touched file is read once. Entries are JSON;
+one that cannot be read or does not validate is a miss (one warning), and the file is read again.
 """
 from __future__ import annotations
 
@@ -9,46 +9,46 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ..digests import digest_file
 from .plain_store import UNREADABLE, open_store
 
 # A file modified this recently may change again within the same mtime tick (git's "racy" case):
-# hash it, but do not remember the digest.
+# read it, but do not remember what was read.
 _RACY_SECONDS = 2.0
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
-def _entry(raw) -> tuple[list[int], str] | None:
-    """[[inode, size, mtime_ns, ctime_ns], digest] as stored, or None if it is not that."""
-    try:
-        stamp, digest = json.loads(raw)
-    except (TypeError, ValueError):
-        return None
-    if (isinstance(stamp, list) and len(stamp) == 4 and all(type(n) is int for n in stamp)
-            and isinstance(digest, str) and _DIGEST.fullmatch(digest)):
-        return stamp, digest
-    return None
+def _stamp(st: os.stat_result) -> list[int]:
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
 
 
-class FileDigests:
+class _ByStat:
+    """A plain-data store of [stamp, value] per key; `valid` says whether a stored value has the right shape."""
+
+    what = "stat cache"
+
     def __init__(self, directory: Path):
         self._store_warnings: list[str] = []  # the store moved aside
-        self._db = open_store(directory, "stat cache", self._store_warnings)
-        self._dropped: list[str] = []  # paths whose entry could not be used, and why
-        self.hashed = 0  # files actually read (tests check the stat cache with it)
-        self.seen: dict[str, list[int]] = {}  # every file digested, by the stat it was digested at (cli/noop.py)
+        self._db = open_store(directory, self.what, self._store_warnings)
+        self._dropped: list[str] = []  # keys whose entry could not be used, and why
+
+    @staticmethod
+    def valid(value) -> bool:
+        raise NotImplementedError
 
     @property
     def warnings(self) -> list[str]:
         """For the build's summary: one line however many entries were dropped."""
         if not self._dropped:
             return list(self._store_warnings)
-        return self._store_warnings + [f"the stat cache had an entry it could not use ({self._dropped[0]}); such "
-                                       "entries count as misses, and their files are hashed again"]
+        return self._store_warnings + [f"the {self.what} had an entry it could not use ({self._dropped[0]}); such "
+                                       "entries count as misses, and their files are read again"]
 
-    def _get(self, key: str) -> tuple[list[int], str] | None:
+    def _get(self, key: str, stamp: list[int]):
+        """The value stored for key at this stamp, or None."""
         try:
             raw = self._db.get(key)
         except UNREADABLE as err:
@@ -56,10 +56,15 @@ class FileDigests:
         else:
             if raw is None:
                 return None
-            entry = _entry(raw)
-            if entry is not None:
-                return entry
-            why = "malformed"
+            try:
+                stored, value = json.loads(raw)
+                if not (isinstance(stored, list) and len(stored) == 4 and all(type(n) is int for n in stored)
+                        and self.valid(value)):
+                    raise ValueError
+            except (TypeError, ValueError):
+                why = "malformed"
+            else:
+                return value if stored == stamp else None
         self._dropped.append(f"{why}, for {key}")
         try:
             self._db.delete(key)
@@ -67,19 +72,50 @@ class FileDigests:
             pass
         return None
 
-    def digest(self, path: Path) -> str:
-        path = path.resolve()
-        st = os.stat(path)
-        stamp = [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
-        self.seen[str(path)] = stamp
-        hit = self._get(str(path))
-        if hit is not None and hit[0] == stamp:
-            return hit[1]
-        value = digest_file(path)
-        self.hashed += 1
-        if time.time() - st.st_mtime_ns / 1e9 > _RACY_SECONDS:
-            self._db.set(str(path), json.dumps([stamp, value]))
-        return value
+    def _put(self, key: str, stamp: list[int], value) -> None:
+        if time.time() - stamp[2] / 1e9 > _RACY_SECONDS:
+            self._db.set(key, json.dumps([stamp, value]))
 
     def close(self) -> None:
         self._db.close()
+
+
+class FileDigests(_ByStat):
+    def __init__(self, directory: Path):
+        super().__init__(directory)
+        self.hashed = 0  # files actually read (tests check the stat cache with it)
+        self.seen: dict[str, list[int]] = {}  # every file digested, by the stat it was digested at (cli/noop.py)
+
+    @staticmethod
+    def valid(value) -> bool:
+        return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
+
+    def digest(self, path: Path) -> str:
+        path = path.resolve()
+        stamp = self.seen[str(path)] = _stamp(os.stat(path))
+        value = self._get(str(path), stamp)
+        if value is None:
+            value = digest_file(path)
+            self.hashed += 1
+            self._put(str(path), stamp, value)
+        return value
+
+
+class ImportScan(_ByStat):
+    """The first-party imports of a Python file (load/pysources.py), parsed once per version of the
+    file rather than on every build: rule code and shared model modules are the same build after build."""
+
+    what = "import scan cache"
+
+    @staticmethod
+    def valid(value) -> bool:
+        return isinstance(value, list) and all(isinstance(name, str) for name in value)
+
+    def names(self, path: Path, module: str, parse: Callable[[Path, str], frozenset[str]]) -> frozenset[str]:
+        stamp = _stamp(os.stat(path))
+        key = f"{path.resolve()}:{module}"
+        value = self._get(key, stamp)
+        if value is None:
+            value = sorted(parse(path, module))
+            self._put(key, stamp, value)
+        return frozenset(value)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import UserError
@@ -21,7 +22,7 @@ def module_file(root: Path, module: str) -> Path | None:
     return None
 
 
-def _imported_names(path: Path, module: str) -> frozenset[str]:
+def imported_names(path: Path, module: str) -> frozenset[str]:
     st = path.stat()
     return _parse_imports(str(path), module, st.st_mtime_ns, st.st_size)
 
@@ -53,8 +54,12 @@ def _parse_imports(file: str, module: str, mtime_ns: int, size: int) -> frozense
     return frozenset(names)
 
 
+Scan = Callable[[Path, str], frozenset[str]]  # (file, its module name) -> the names it imports
+
+
 def python_closure(
-    root: Path, module: str, allowed_tops: set[str] | None = None, packages: bool = True
+    root: Path, module: str, allowed_tops: set[str] | None = None, packages: bool = True,
+    scan: Scan = imported_names,
 ) -> list[Path]:
     """The files of `module` and of every first-party module it imports, sorted.
 
@@ -78,5 +83,5 @@ def python_closure(
             if path is None or (not packages and path.name == "__init__.py"):
                 continue
             found[prefix] = path
-            pending.extend(_imported_names(path, prefix))
+            pending.extend(scan(path, prefix))
     return sorted(set(found.values()))

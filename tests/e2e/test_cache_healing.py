@@ -151,18 +151,19 @@ def _damage(db: Path, marker: Path) -> int:
         con.close()
 
 
-@pytest.mark.parametrize("store", ["stat", "ac"])
+@pytest.mark.parametrize("store", ["stat", "scan", "ac"])
 def test_garbage_in_a_store_costs_a_rebuild_at_most_and_no_store_unpickles(ws, reference, store, tmp_path):
-    """Each SQLite store under cache/ (the stat cache of file digests, the action cache): garbage and
+    """Each SQLite store under cache/ (the stat cache of file digests, the import scan, the action cache): garbage and
     planted pickles in its rows are misses with one warning, and the build succeeds with the right
     bytes; nothing planted runs."""
     marker = tmp_path / "planted-code-ran"
     assert _damage(ws / "cache" / store / "cache.db", marker) >= 2
     proc, after = rebuild(ws, reference)
     assert not marker.exists(), "a store unpickled a planted row"
-    said = {"stat": "the stat cache had an entry it could not use", "ac": "dropped the action-cache record"}[store]
+    said = {"stat": "the stat cache had an entry it could not use", "scan": "the import scan cache had an entry it could not use",
+            "ac": "dropped the action-cache record"}[store]
     assert said in proc.stdout, proc.stdout
-    if store == "stat":
+    if store in ("stat", "scan"):
         assert proc.stdout.count(said) == 1, "one warning line, however many entries"
         assert not by_status(after, "ran"), "the files are hashed again; their actions are still cached"
     proc, _ = build(ws, *TARGETS, events="again.jsonl")

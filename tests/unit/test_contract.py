@@ -151,7 +151,7 @@ def test_the_engine_names_no_rule_set():
 
 def test_only_the_layout_module_names_the_cache_subfolders():
     """cache/layout.py owns the cache directory's layout: no other engine module joins a subfolder's name."""
-    names = {"ac", "cas", "stat", "tmp", "locks", "logs", "outputs", "stamps"}
+    names = {"ac", "cas", "stat", "scan", "tmp", "locks", "logs", "outputs", "stamps"}
     found = [f"{name}:{node.lineno}" for name, path in sources("buildsys").items() if name != "buildsys.cache.layout"
              for node in ast.walk(ast.parse(path.read_text()))
              if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div)
