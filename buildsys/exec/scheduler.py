@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import networkx as nx
+
 from ..cache.action_cache import ActionResult, FailureRecord
 from ..cache.cas import CorruptBlob
 from ..cache.lookup import ActionLookup
@@ -129,6 +131,7 @@ class Scheduler:
     # The loop ---------------------------------------------------------------------------------
     def run(self, action_ids: list[str]) -> BuildState:
         self._t0 = time.monotonic()
+        self._chain = self._chain_lengths()
         self._waiting = list(action_ids)  # dependency order
         self._queued: list[str] = []  # ready to run, not started
         self._blocked: list[str] = []  # another build on this cache is running them now
@@ -159,6 +162,13 @@ class Scheduler:
             self.staging.discard_all()
             self.claims.release_all()
         return self.state
+
+    def _chain_lengths(self) -> dict[str, int]:
+        """Per action, how many actions the longest chain from it to the end of the build holds."""
+        graph, lengths = self.planner.graph, {}
+        for aid in reversed(list(nx.topological_sort(graph))):
+            lengths[aid] = 1 + max((lengths[s] for s in graph.successors(aid)), default=0)
+        return lengths
 
     def _failed_and_stops(self, aid: str) -> bool:
         """A finished action's failure (a replayed one too) stops the build, as a real one does."""
@@ -205,7 +215,9 @@ class Scheduler:
     def _start_queued(self) -> None:
         """Start what the executor has room for; an action another build holds waits for its result
         rather than repeat its work."""
-        for aid in list(self._queued):
+        # The longest chain of work first (as ninja's critical path): an export that three steps wait on
+        # starts before a last check; ties keep dependency order.
+        for aid in sorted(self._queued, key=lambda a: -self._chain.get(a, 0)):
             if not self.executor.free():
                 break
             self._queued.remove(aid)

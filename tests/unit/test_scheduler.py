@@ -185,3 +185,17 @@ def test_a_rule_asking_for_an_unknown_step_or_the_wrong_config_is_told_which(tmp
                                   "which the rule set does not have; its steps are: upper")
     assert str(wrong.value) == "BUILD.models:3: thing() 't': its rule gives the step 'upper' a Declaration; that step takes a UpperConfig"
     assert action.config == {"text": "a"}
+
+
+def test_the_longest_chain_starts_first(b):
+    """Two actions ready, one worker: the one with three steps behind it runs before a lone one, though
+    the lone one comes first in the order the scheduler is given."""
+    planner, ids = b.plan({"lone": [{"text": "x"}], "long": [{"text": "y"}, {"suffix": "!"}, {"suffix": "?"}]})
+    b.executor = FakeExecutor(BEHAVIOURS, 1)
+    scheduler = Scheduler(planner, ActionLookup(RULES, b.stores.action_cache, b.stores.cas), b.executor,
+                          b.stores.layout, False, lambda *_: None)
+    try:
+        scheduler.run(ids["lone"] + ids["long"])
+    finally:
+        b.stores.close()
+    assert b.executor.ran[:2] == ["//:long", "//:long"]  # then a tie: the lone one and the last of the chain
