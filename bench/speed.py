@@ -13,7 +13,8 @@ and the full path (load, plan, cache lookups: what a changed workspace pays befo
 each with Python's bytecode cache off (these machines set PYTHONDONTWRITEBYTECODE=1) and on.
 
     .venv/bin/pip install -e '.[bench]'
-    .venv/bin/python bench/speed.py [--runs 1] [--noop-runs 5] [--packages 100]
+    .venv/bin/python bench/speed.py [--runs 1] [--noop-runs 5] [--packages 100] [--only four|example|large]
+    .venv/bin/python bench/speed.py --engine /tmp/before ...   # modelbuild from a clone of another commit
 """
 from __future__ import annotations
 
@@ -56,11 +57,14 @@ class Row:
         return statistics.median(r[what] for r in self.runs)
 
 
+ENGINE: list[str] = []  # --engine: a checkout whose modelbuild runs instead of this one's (a before/after)
+
+
 def measure(cmd: list[str], cwd: Path, bytecode: bool = False) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     if not bytecode:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["PYTHONPATH"] = str(cwd)  # the script and DVC's stages import models/ from the workspace
+    env["PYTHONPATH"] = os.pathsep.join([*ENGINE, str(cwd)])  # the script and DVC's stages import models/ from the workspace
     proc = subprocess.run([sys.executable, "-c", WRAP, *cmd], cwd=cwd, capture_output=True, text=True, env=env)
     result = json.loads(proc.stdout)
     if result["rc"] != 0:
@@ -196,7 +200,10 @@ def main() -> None:
     parser.add_argument("--noop-runs", type=int, default=5)
     parser.add_argument("--packages", type=int, default=100, help="packages of the generated workspace (5 targets each)")
     parser.add_argument("--only", choices=["four", "example", "large"], help="one part of the benchmark")
+    parser.add_argument("--engine", metavar="CHECKOUT", help="run modelbuild from this checkout (a clone of another commit)")
     args = parser.parse_args()
+    if args.engine:
+        ENGINE.append(str(Path(args.engine).resolve()))
     root = Path(tempfile.mkdtemp(prefix="mb-speed-"))
     rows: dict[str, Row] = {}
     started = time.monotonic()
