@@ -20,8 +20,15 @@ class FirstOutput(nn.Module):
         super().__init__()
         self.net = net.eval()
 
-    def forward(self, x):
-        return self.net(x, return_dict=False)[0]
+
+class Logits(FirstOutput):
+    def forward(self, pixel_values):
+        return self.net(pixel_values, return_dict=False)[0]
+
+
+class Hidden(FirstOutput):
+    def forward(self, input_ids):
+        return self.net(input_ids, return_dict=False)[0]
 
 
 def seeded(factory):
@@ -41,31 +48,31 @@ def model():
     "mobilenet": '''\
 from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
 
-from models.shared import FirstOutput, seeded
+from models.shared import Logits, seeded
 
 
 def model():
-    return seeded(lambda: FirstOutput(MobileNetV2ForImageClassification(MobileNetV2Config())))
+    return seeded(lambda: Logits(MobileNetV2ForImageClassification(MobileNetV2Config())))
 ''',
     "resnet": '''\
 from transformers import ResNetConfig, ResNetForImageClassification
 
-from models.shared import FirstOutput, seeded
+from models.shared import Logits, seeded
 
 
 def model():
     config = ResNetConfig(layer_type="basic", depths=[2, 2, 2, 2], hidden_sizes=[64, 128, 256, 512])
-    return seeded(lambda: FirstOutput(ResNetForImageClassification(config)))
+    return seeded(lambda: Logits(ResNetForImageClassification(config)))
 ''',
     "bert": '''\
 from transformers import BertConfig, BertModel
 
-from models.shared import FirstOutput, seeded
+from models.shared import Hidden, seeded
 
 
 def model():
     config = BertConfig(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512)
-    return seeded(lambda: FirstOutput(BertModel(config)))
+    return seeded(lambda: Hidden(BertModel(config)))
 ''',
 }
 INPUTS = {  # as BUILD.models says them, and as the script makes them
