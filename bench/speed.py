@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -57,14 +58,26 @@ class Row:
         return statistics.median(r[what] for r in self.runs)
 
 
-ENGINE: list[str] = []  # --engine: a checkout whose modelbuild runs instead of this one's (a before/after)
+# The engine runs from copies of a checkout's packages (this one's, or --engine's) without their
+# __pycache__: with bytecode off, Python compiles them on every command, as on a fresh clone on these
+# machines (PYTHONDONTWRITEBYTECODE=1); with it on, the second copy keeps its .pyc after the first run.
+ENGINES: dict[bool, str] = {}
+PACKAGES = ("buildsys", "rules", "modelbuild")
+
+
+def use_engine(checkout: Path) -> None:
+    for bytecode in (False, True):
+        root = Path(tempfile.mkdtemp(prefix="mb-engine-"))
+        for package in PACKAGES:
+            shutil.copytree(checkout / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
+        ENGINES[bytecode] = str(root)
 
 
 def measure(cmd: list[str], cwd: Path, bytecode: bool = False) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     if not bytecode:
         env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env["PYTHONPATH"] = os.pathsep.join([*ENGINE, str(cwd)])  # the script and DVC's stages import models/ from the workspace
+    env["PYTHONPATH"] = os.pathsep.join([ENGINES[bytecode], str(cwd)])  # the script and DVC's stages import models/ from the workspace
     proc = subprocess.run([sys.executable, "-c", WRAP, *cmd], cwd=cwd, capture_output=True, text=True, env=env)
     result = json.loads(proc.stdout)
     if result["rc"] != 0:
@@ -100,8 +113,9 @@ def edit(path: Path, old: str, new: str) -> None:
 
 def noops(rows: dict, name: str, ws: Path, n: int, dvc_ws: Path | None = None) -> None:
     """The no-op both ways, bytecode off and on; DVC's beside it where there is one."""
-    build(ws)  # leaves the stamp (a build right after the cold one may find its files too fresh)
-    build(ws)
+    for bytecode in (False, True):  # each leaves its stamp (one right after the cold build may find its files too fresh)
+        build(ws, bytecode=bytecode)
+        build(ws, bytecode=bytecode)
     for _ in range(n):
         for bytecode in (False, True):
             tag = " (bytecode cached)" if bytecode else ""
@@ -202,8 +216,7 @@ def main() -> None:
     parser.add_argument("--only", choices=["four", "example", "large"], help="one part of the benchmark")
     parser.add_argument("--engine", metavar="CHECKOUT", help="run modelbuild from this checkout (a clone of another commit)")
     args = parser.parse_args()
-    if args.engine:
-        ENGINE.append(str(Path(args.engine).resolve()))
+    use_engine(Path(args.engine).resolve() if args.engine else HERE.parent)
     root = Path(tempfile.mkdtemp(prefix="mb-speed-"))
     rows: dict[str, Row] = {}
     started = time.monotonic()
