@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import resource
 import shutil
 import signal
 import sys
@@ -45,4 +46,5 @@ def run(request: StepRequest, workspace: Path) -> StepReply:
         "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id() if (ray := sys.modules.get("ray")) else None,
         "workspace": str(workspace),
         "module_file": importlib.import_module(module).__file__ if module else None,
+        "maxrss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # the actor's peak so far (bytes)
     })

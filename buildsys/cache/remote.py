@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..digests import canonical_json
+from ..digests import canonical_json, digest_file
 from ..errors import UserError
 from .cas import CAS
 from .record_signing import RecordKey
@@ -197,11 +197,11 @@ class RemoteCache:
         if stored:
             self.stats.blobs_uploaded += 1
 
-    # Bytes, for executors that move inputs and outputs through the CAS (remote_transport.py).
-    def put_bytes(self, data: bytes) -> str | None:
-        """Share bytes as the blob cas/<their sha256> (unless the server has it): its digest, or None
-        if they could not be shared."""
-        digest = hashlib.sha256(data).hexdigest()
+    # Files, for executors that move inputs and outputs through the CAS (exec/ray_transport.py).
+    def put_file(self, path: Path) -> str | None:
+        """Share a file as the blob cas/<its sha256> (unless the server has it), read as it goes up, never
+        whole in memory: its digest, or None if it could not be shared."""
+        digest = digest_file(path)
         if not (self.upload and self.enabled):
             return None
         try:
@@ -209,26 +209,35 @@ class RemoteCache:
         except httpx.HTTPError as err:
             self._fail(err)
             return None
-        if there or self._put("cas", digest, data, len(data)):
-            return digest
-        return None
+        if not there:
+            with open(path, "rb") as f:
+                if not self._put("cas", digest, f, os.fstat(f.fileno()).st_size):
+                    return None
+        return digest
 
-    def get_bytes(self, digest: str) -> bytes | None:
-        """The blob's bytes, checked against digest; None if it is missing, wrong or the cache is off."""
+    def get_file(self, digest: str, dest: Path) -> bool:
+        """Write the blob cas/<digest> to dest as it comes down; False (and no dest) if it is missing,
+        does not hash to its name, or the cache is off."""
         if not self.enabled:
-            return None
+            return False
+        sha = hashlib.sha256()
         try:
-            response = self._client.get(self._url("cas", digest))
+            with self._client.stream("GET", self._url("cas", digest)) as response:
+                if not self._answered(response, "GET cas/"):
+                    return False
+                with open(dest, "wb") as f:
+                    for chunk in self._counted(response.iter_bytes()):
+                        sha.update(chunk)
+                        f.write(chunk)
         except httpx.HTTPError as err:
             self._fail(err)
-            return None
-        if not self._answered(response, "GET cas/"):
-            return None
-        self.stats.bytes_downloaded += len(response.content)
-        if hashlib.sha256(response.content).hexdigest() != digest:
+            dest.unlink(missing_ok=True)
+            return False
+        if sha.hexdigest() != digest:
+            dest.unlink(missing_ok=True)
             self._reject("blob", f"a blob whose bytes do not hash to its name cas/{digest[:12]}...")
-            return None
-        return response.content
+            return False
+        return True
 
     def _counted(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:

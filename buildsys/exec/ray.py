@@ -1,18 +1,17 @@
 """The Ray executor: actions run in Ray actors, on any node of a cluster, with no shared file system.
 
 Each actor is a long-lived worker like a local one: it imports the rule set's runner once and
-runs one action at a time. What a step reads and writes travels through a CAS: the remote
-cache's when the build has one that takes uploads (remote_transport.py), else Ray's object
-store. The engine sends each input (a workspace source, an earlier action's output) once per
-build, keyed by its content digest; the actor writes it into its own scratch directory, runs the
-step there and sends back the outputs and the log, which the engine writes where the request
-named them. So a node needs the rule set installed, not the workspace or the cache.
+runs one action at a time. What a step reads and writes travels streamed (ray_transport.py):
+through the remote cache's CAS when the build has one that takes uploads, else through Ray's
+object store in chunks. The engine sends each input (a workspace source, an earlier action's
+output) once per build, keyed by its content digest; the actor writes it into its own scratch
+directory, runs the step there and sends back the outputs and the log, which the engine writes
+where the request named them. So a node needs the rule set installed, not the workspace or the cache.
 
 Only this module imports ray, and the engine imports this module only for `--executor ray`.
 """
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
@@ -24,45 +23,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import tree
 from ..cache.remote import RemoteCache
 from ..errors import UserError
 from ..rule_api.wire import SourceFile, SourcesInput, StepReply, StepRequest
-from .ray_transport import NotShared, is_handle, receive, send
-
-# A file or directory as it travels through the object store:
-#   ("file", bytes, executable)
-#   ("tree", [(relative path, bytes, executable)], [relative directories]): cache/tree.py's walk
-Packed = tuple
-
-
-def pack(path: Path) -> Packed:
-    if path.is_dir():
-        return ("tree", *tree.walk(path, Path.read_bytes))
-    return ("file", path.read_bytes(), os.access(path, os.X_OK))
-
-
-def _write(dest: Path, data: bytes, executable: bool) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o755 if executable else 0o644)
-    os.replace(tmp, dest)
-
-
-def unpack(packed: Packed, dest: Path) -> None:
-    """Place a packed file or directory at dest, replacing what was there."""
-    if dest.is_dir() and not dest.is_symlink():
-        shutil.rmtree(dest)
-    if packed[0] == "file":
-        _write(dest, packed[1], packed[2])
-        return
-    dest.mkdir(parents=True)
-    for rel in packed[2]:
-        (dest / rel).mkdir(parents=True, exist_ok=True)
-    for rel, data, executable in packed[1]:
-        _write(dest / rel, data, executable)
-
+from .ray_transport import Changed, NotShared, Transport, digest_of
 
 class BadSource(Exception):
     pass
@@ -89,8 +53,10 @@ class StepActor:
 
     def __init__(self, runner: str, engine_workspace: str, remote: tuple[str, dict] | None = None):
         os.environ.setdefault("TQDM_DISABLE", "1")
-        # With a remote cache, inputs and outputs travel through its CAS (remote_transport.py).
-        self.remote = RemoteCache(remote[0], headers=remote[1]) if remote else None
+        # With a remote cache, inputs and outputs travel through its CAS, else the object store (ray_transport.py).
+        import ray
+
+        self.transport = Transport(ray, RemoteCache(remote[0], headers=remote[1]) if remote else None)
         _prune_dead_scratch()
         self.scratch = Path(tempfile.mkdtemp(prefix=f"{_SCRATCH_PREFIX}{os.getpid()}-"))
         # The workspace at its engine path under a root of its own, so a source outside the workspace
@@ -112,41 +78,23 @@ class StepActor:
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
 
-    def _source(self, source: SourceFile, ref) -> None:
+    def _source(self, source: SourceFile, handle) -> None:
         if self.have.get(source.path) == source.digest:
             return
         dest = Path(os.path.normpath(self.workspace / source.path))
         if not dest.is_relative_to(self.root):
             raise BadSource(f"source {source.path} is not a path relative to the workspace")
-        packed = self._fetch(ref)
-        found = hashlib.sha256(packed[1]).hexdigest()
-        if found != source.digest:
+        found = digest_of(handle)
+        if found != source.digest:  # what the engine read when it sent it
             raise BadSource(f"source {source.path} changed during the build (its sha256 is {found}, the plan "
                             f"has {source.digest}); build again")
-        _write(dest, packed[1], packed[2])
+        self.transport.receive(handle, dest)
         self.have[source.path] = source.digest
 
-    def _fetch(self, handle):
-        """An input, from the remote cache's CAS or from Ray's object store."""
-        if is_handle(handle):
-            return receive(self.remote, handle)
-        import ray
-
-        return ray.get(handle)
-
-    def _send(self, packed):
-        """An output, by the remote cache's CAS when it takes it, else by the object store (as the reply)."""
-        if self.remote is not None:
-            try:
-                return send(self.remote, packed)
-            except NotShared:
-                pass
-        return packed
-
     def run(self, wire: dict, blobs: dict) -> tuple[dict, dict, bytes]:
-        """Run one request: (its reply, its outputs packed by name, its log's bytes). `blobs`
-        maps digests to object refs, nested so that Ray hands them over unfetched: a source
-        this actor already has is not fetched again."""
+        """Run one request: (its reply, its outputs' handles by name, its log's bytes). `blobs` maps
+        digests to handles, whose object refs are nested so that Ray hands them over unfetched: a
+        source this actor already has is not fetched again."""
         request = StepRequest.model_validate(wire)
         action_dir = Path(tempfile.mkdtemp(prefix="action-", dir=self.scratch))
         out, log = action_dir / "out", action_dir / "log"
@@ -164,17 +112,17 @@ class StepActor:
                         inputs[name] = value
                     else:  # keep the file's name: a step may read its suffix (an .mlpackage)
                         local = action_dir / "inputs" / name / Path(value.path).name
-                        unpack(self._fetch(blobs[value.digest]), local)
+                        self.transport.receive(blobs[value.digest], local)
                         inputs[name] = value.model_copy(update={"path": str(local)})
                         local_paths[str(local)] = value.path
                 local = request.model_copy(update={"inputs": inputs, "out_dir": str(out), "log": str(log)})
                 reply = self.runner.run(local, self.workspace)
-            except (BadSource, NotShared) as err:  # the workspace or the remote cache, not the inputs: never recorded
+            except (BadSource, NotShared, Changed) as err:  # the workspace or the transport, not the inputs: never recorded
                 reply = StepReply(ok=False, error=str(err), show_log=False, transient=True)
             if reply.error:  # name paths as the engine sees them
                 for mine, theirs in sorted(local_paths.items(), key=lambda kv: -len(kv[0])):
                     reply.error = reply.error.replace(mine, theirs)
-            outputs = {name: self._send(pack(out / name)) for name in request.outputs if (out / name).exists()}
+            outputs = {name: self.transport.send(out / name) for name in request.outputs if (out / name).exists()}
             return reply.to_wire(), outputs, log.read_bytes()
         finally:
             shutil.rmtree(action_dir, ignore_errors=True)
@@ -216,6 +164,7 @@ class RayExecutor:
         self.ray = ray = _import_ray()
         self.remote_spec = remote
         self.remote = RemoteCache(remote[0], headers=remote[1]) if remote else None
+        self.transport = Transport(self.ray, self.remote)
         self.jobs = jobs
         self.runner = runner
         self.workspace = Path(workspace)
@@ -236,7 +185,7 @@ class RayExecutor:
         self.idle: list[_Actor] = []
         self.pending: dict[object, tuple[_Actor, StepRequest]] = {}  # object ref of the result -> who, what
         self.finished: list[tuple[str, StepReply]] = []  # failed before they reached an actor
-        self.blobs: dict[str, object] = {}  # content digest -> object ref, put once per build
+        self.blobs: dict[str, tuple] = {}  # content digest -> its transport handle, sent once per build
         self.closed = False
 
     def _start_local(self, ray, jobs: int, quiet: dict) -> None:
@@ -296,16 +245,10 @@ class RayExecutor:
         for _ in range(min(wanted, self.jobs - len(self.pending) - len(self.idle))):
             self.idle.append(self._new_actor())
 
-    def _blob(self, digest: str, path: Path):
-        ref = self.blobs.get(digest)
-        if ref is None:
-            packed = pack(path)
-            try:
-                ref = send(self.remote, packed) if self.remote is not None else None
-            except NotShared:  # down or refusing: the object store carries it
-                ref = None
-            ref = self.blobs[digest] = ref or self.ray.put(packed)
-        return ref
+    def _blob(self, digest: str, path: Path) -> tuple:
+        if digest not in self.blobs:
+            self.blobs[digest] = self.transport.send(path)
+        return self.blobs[digest]
 
     def submit(self, request: StepRequest) -> None:
         assert self.free() > 0, "submit() with no free worker"
@@ -355,11 +298,11 @@ class RayExecutor:
             return StepReply.died(f"ray actor on {self._node(actor)} died: {why}")
         self.idle.append(actor)
         try:
-            for name, packed in outputs.items():
-                unpack(receive(self.remote, packed) if is_handle(packed) else packed, Path(request.out_dir) / name)
+            for name, handle in outputs.items():
+                self.transport.receive(handle, Path(request.out_dir) / name)
             with open(request.log, "ab") as f:
                 f.write(log)
-        except (OSError, NotShared) as err:
+        except (OSError, NotShared, Changed) as err:
             return StepReply(ok=False, error=f"cannot write the outputs of {request.action}: {err}", transient=True)
         return StepReply.model_validate(wire)
 
