@@ -58,15 +58,28 @@ class OutTree:
         self.cas = cas
         self.digests = digests
         self._swept: set[Path] = set()
+        self._real_dirs: dict[str, Path] = {}
         # One {"label", "path"} line per output placed, in the cache's outputs/ (Layout.outputs).
         self.log = logs / f"{digest_bytes(str(root.resolve()).encode())[:24]}.jsonl"
         self._logged: dict[str, dict] | None = None  # relative path -> log entry
 
     def path(self, label: Label, ext: str) -> Path:
-        path = (self.root / label.package / f"{label.name}{ext}").resolve()
-        if not path.is_relative_to(self.root.resolve()):  # labels cannot hold "..", but be sure
+        path = self._package_dir(label.package) / f"{label.name}{ext}"
+        if path.is_symlink():  # as resolve() would: the link's target, then the check below refuses it
+            path = path.resolve()
+        if not path.is_relative_to(self._real_root):  # labels cannot hold "..", but be sure
             raise ValueError(f"{label} would be written outside out/: {path}")
         return path
+
+    def _package_dir(self, package: str) -> Path:
+        """out/<package>, resolved once per build (a target's outputs share it)."""
+        if package not in self._real_dirs:
+            self._real_dirs[package] = (self.root / package).resolve()
+        return self._real_dirs[package]
+
+    @property
+    def _real_root(self) -> Path:
+        return self._package_dir("")
 
     def current_digest(self, path: Path, is_tree: bool, file_digest=None) -> str | None:
         file_digest = file_digest or self.digests.digest
@@ -107,7 +120,7 @@ class OutTree:
         return self._logged
 
     def _log(self, label: Label, path: Path) -> None:
-        entry = {"label": str(label), "path": path.relative_to(self.root.resolve()).as_posix()}
+        entry = {"label": str(label), "path": path.relative_to(self._real_root).as_posix()}
         if self.logged().get(entry["path"]) == entry:
             return
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +146,7 @@ class OutTree:
         logged = self.logged()
         for rel, entry in list(logged.items()):
             label = Label.parse(entry["label"])
-            path = self.root.resolve() / rel
+            path = self._real_root / rel
             if path in owned:
                 continue
             known = any(p.covers_package(label.package) for p in whole) or label in artifacts

@@ -54,7 +54,7 @@ class PlanningContext(PlanContext):
         if module_file(root, module) is None:
             rel = module.replace(".", "/")
             raise self.error(f"entry module '{module}' not found: no {rel}.py or {rel}/__init__.py in the workspace")
-        return self._planner.sources(python_closure(root, module, scan=self._planner.scan))
+        return self._planner.sources(self._planner.closure(module))
 
     def package_dir(self) -> Path:
         return self._planner.workspace_root / self.label.package
@@ -122,12 +122,19 @@ class Planner:
         self.actions: dict[str, Action] = {}
         self.planned: dict[Label, Planned] = {}
         self._rule_digests: dict[str, str] = {}
+        self._closures: dict[str, list[Path]] = {}
         self._revision: dict | None = None
 
     def revision(self) -> dict:
         if self._revision is None:
             self._revision = workspace_revision(self.workspace_root)
         return self._revision
+
+    def closure(self, module: str) -> list[Path]:
+        """A workspace module's files and those it imports, once per build (models share modules)."""
+        if module not in self._closures:
+            self._closures[module] = python_closure(self.workspace_root, module, scan=self.scan)
+        return self._closures[module]
 
     def sources(self, paths: list[Path]) -> Sources:
         root = self.workspace_root

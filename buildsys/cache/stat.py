@@ -85,19 +85,33 @@ class FileDigests(_ByStat):
         super().__init__(directory)
         self.hashed = 0  # files actually read (tests check the stat cache with it)
         self.seen: dict[str, list[int]] = {}  # every file digested, by the stat it was digested at (cli/noop.py)
+        self._real: dict[Path, Path] = {}
+        self._digests: dict[str, str] = {}  # this build's, for the stat in `seen`
+
+    def _resolved(self, path: Path) -> Path:
+        """path.resolve(), with each directory resolved once per build: a shared module is digested for
+        every model that imports it, and a package's files share their directory."""
+        if path not in self._real:
+            real = self._resolved(path.parent) / path.name if path.parent != path else path.resolve()
+            self._real[path] = real.resolve() if path.name in ("..", ".", "") or real.is_symlink() else real
+        return self._real[path]
 
     @staticmethod
     def valid(value) -> bool:
         return isinstance(value, str) and _DIGEST.fullmatch(value) is not None
 
     def digest(self, path: Path) -> str:
-        path = path.resolve()
-        stamp = self.seen[str(path)] = _stamp(os.stat(path))
+        path = self._resolved(path)
+        stamp = _stamp(os.stat(path))
+        if self.seen.get(str(path)) == stamp and str(path) in self._digests:  # again in this build
+            return self._digests[str(path)]
+        self.seen[str(path)] = stamp
         value = self._get(str(path), stamp)
         if value is None:
             value = digest_file(path)
             self.hashed += 1
             self._put(str(path), stamp, value)
+        self._digests[str(path)] = value
         return value
 
 
