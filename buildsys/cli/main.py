@@ -17,7 +17,6 @@ from rich.markup import escape
 from ..cache.layout import CACHE_ENV, cache_dir
 from ..errors import FlagError, UserError
 from ..load.workspace import Workspace
-from ..out_tree import default_out
 from ..rule_api import RuleSet
 from ..units import human_bytes
 from . import noop
@@ -161,6 +160,8 @@ def query_actions(args, workspace: Workspace, console: Console) -> int:
 
 def cmd_clean(args, console: Console) -> int:
     workspace = Workspace.find()
+    from ..out_tree import default_out  # out_tree loads the cache's record types: not for query
+
     out = default_out(workspace.root)
     if out.exists():
         shutil.rmtree(out)
@@ -179,7 +180,7 @@ def _gc_inputs(args, console: Console):
     """The stores and the digests out/ holds; outside a workspace (a --cache-dir of its own), nothing is held."""
     from ..cache.layout import Layout
     from ..cache.stores import Stores
-    from ..out_tree import OutTree
+    from ..out_tree import OutTree, default_out
 
     try:
         workspace = Workspace.find()
