@@ -113,12 +113,12 @@ def cmd_query(args, console: Console) -> int:
     labels = graph.expand(args.patterns)
     if args.deps:
         labels = sorted(set(labels) | {d for l in labels for d in graph.deps(l)})
-    for label in labels:
-        target = graph.targets[label]
-        if args.output == "label":
-            console.print(str(label), highlight=False)
-        else:
-            console.print(f"{target.kind:<22} {label}  [dim]{escape(str(target.location))}[/]", highlight=False, soft_wrap=True)
+    if args.output == "label":  # plain lines, for scripts (and one write: rich per line costs 0.3 ms each)
+        sys.stdout.write("".join(f"{label}\n" for label in labels))
+        return 0
+    lines = [f"{graph.targets[l].kind:<22} {escape(str(l))}  [dim]{escape(str(graph.targets[l].location))}[/]" for l in labels]
+    if lines:
+        console.print("\n".join(lines), highlight=False, soft_wrap=True)
     return 0
 
 
