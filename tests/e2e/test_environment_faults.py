@@ -98,15 +98,13 @@ def test_a_full_disk(ws, tmp_path):
     with mounted("-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)):
         cache = disk / "cache"
         shutil.copytree(ws / "cache", cache)
-        with open(disk / "filler", "wb") as filler, contextlib.suppress(OSError):
+        # Unbuffered: a write that fails leaves nothing behind for close() to flush (and fail on) again.
+        with open(disk / "filler", "wb", buffering=0) as filler, contextlib.suppress(OSError):
             while True:
                 filler.write(b"\0" * (1 << 16))
-                filler.flush()
-        with contextlib.suppress(OSError):  # the last pages a smaller write still fits in
-            with open(disk / "filler", "ab") as filler:
-                for _ in range(1 << 14):
-                    filler.write(b"\0" * 256)
-                    filler.flush()
+        with open(disk / "filler", "ab", buffering=0) as filler, contextlib.suppress(OSError):
+            for _ in range(1 << 14):  # the last pages a smaller write still fits in
+                filler.write(b"\0" * 256)
         assert shutil.disk_usage(disk).free < (1 << 16)
         proc = run_cli(ws, "build", NEW, "-j", "1", "--cache-dir", str(cache))
         assert_clear(proc, "no space left", str(cache), "cache gc")
