@@ -31,7 +31,6 @@ _RACY_NS = 2_000_000_000
 # (MODELBUILD_*), where Python finds modules, and a release's timestamp.
 _ENV_PREFIX = "MODELBUILD_"
 _ENV_NAMES = ("PYTHONPATH", "SOURCE_DATE_EPOCH")
-_GIT_INDEX = os.path.join(".git", "index")
 
 
 def command_key(argv: list[str], cwd: Path) -> str:
@@ -107,14 +106,25 @@ def snapshot(root: Path) -> dict[str, list[int] | None]:
         for name in filenames:
             stats[os.path.join(dirpath, name)] = _stat(os.path.join(dirpath, name))
     for directory in (root, *root.parents):
-        git = directory / ".git"
-        if git.exists():
-            head = git / "HEAD"
-            ref = head.read_text().removeprefix("ref: ").strip() if head.is_file() else ""
-            for part in (head, git / "index", git / "packed-refs", git / "refs" / "heads", git / ref):
-                stats[str(part)] = _stat(str(part))
+        if (directory / ".git").exists():
+            stats.update(_git_state(directory / ".git"))
             break
     return stats
+
+
+def _git_state(git: Path) -> dict[str, list[int] | None]:
+    """HEAD, the index, the branch's ref and packed-refs: what a commit, a checkout or a reset changes."""
+    try:
+        own = common = git
+        if git.is_file():  # a worktree: "gitdir: <its git dir>", whose refs live in the common dir
+            own = (git.parent / git.read_text().removeprefix("gitdir:").strip()).resolve()
+            if (own / "commondir").is_file():
+                common = (own / (own / "commondir").read_text().strip()).resolve()
+        ref = (own / "HEAD").read_text().removeprefix("ref: ").strip()
+    except OSError:
+        return {str(git): [-1, -1, -1, -1]}  # unreadable: a stat no file has, so no stamp ever matches
+    parts = (own / "HEAD", own / "index", common / "packed-refs", common / "refs" / "heads", common / ref)
+    return {str(part): _stat(str(part)) for part in parts}
 
 
 def write(argv: list[str], cwd: Path, root: Path, cache: Path, before: dict, started_ns: int,
@@ -135,7 +145,7 @@ def write(argv: list[str], cwd: Path, root: Path, cache: Path, before: dict, sta
     after = snapshot(root)
     # git's index is rewritten by `git status` itself (the release's dirty check) when it refreshes
     # its stat data: taken as it is now, and not held to the two-second rule.
-    index = {path: s for path, s in after.items() if path.endswith(_GIT_INDEX)}
+    index = {path: s for path, s in after.items() if path.endswith(os.sep + "index") and ".git" in Path(path).parts}
     if ({p: s for p, s in after.items() if p not in index} != {p: s for p, s in before.items() if p not in index}
             or any(_stat(p) != s for p, s in read.items())):
         return False  # the workspace changed while the build ran
@@ -144,10 +154,14 @@ def write(argv: list[str], cwd: Path, root: Path, cache: Path, before: dict, sta
     stamp = {"key": command_key(argv, cwd), "stats": {**stats, **index, **outputs}, "targets": targets, "actions": actions,
              "warnings": [list(w) for w in warnings]}
     path = stamp_path(argv, cwd, root, cache)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(stamp))
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(stamp))
+        os.replace(tmp, path)
+    except OSError:  # a full disk, say: the build succeeded all the same, and the next one takes the full path
+        tmp.unlink(missing_ok=True)
+        return False
     return True
 
 

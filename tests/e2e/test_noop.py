@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from helpers import run_cli
 
+from buildsys.cli.noop import _git_state, snapshot
+
 NETS = Path(__file__).parents[1] / "workspaces" / "release" / "models" / "nets.py"
 BUILD = """\
 model(name = "mlp", entry = "models.nets:TinyMLP", inputs = {"x": tensor([4, 16])})
@@ -200,3 +202,26 @@ def test_a_failed_build_leaves_no_stamp(ws):
     proc = run_cli(ws, "build", *TARGETS)
     assert proc.returncode == 1
     assert list((ws / "cache" / "stamps").iterdir()) == []
+
+def git_in(where: Path, *args: str) -> None:  # no settling: these tests read the state itself
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-C", str(where), *args], check=True,
+                   capture_output=True)
+
+
+def test_a_commit_changes_the_git_state_of_a_repository_and_of_a_worktree(tmp_path):
+    repo, tree = tmp_path / "repo", tmp_path / "tree"
+    repo.mkdir()
+    git_in(repo, "init", "-q")
+    git_in(repo, "commit", "-q", "--allow-empty", "-m", "first")
+    git_in(repo, "worktree", "add", "-q", str(tree))
+    for checkout in (repo, tree):
+        before = snapshot(checkout)
+        assert any(path.endswith("HEAD") for path in before), before  # the worktree's own HEAD, found
+        git_in(checkout, "commit", "-q", "--allow-empty", "-m", "next")
+        assert snapshot(checkout) != before
+
+
+def test_an_unreadable_git_directory_never_matches(tmp_path):
+    (tmp_path / ".git").write_text("gitdir: /nowhere\n")
+    state = _git_state(tmp_path / ".git")
+    assert state == {str(tmp_path / ".git"): [-1, -1, -1, -1]}
