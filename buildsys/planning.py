@@ -54,7 +54,7 @@ class PlanningContext(PlanContext):
         if module_file(root, module) is None:
             rel = module.replace(".", "/")
             raise self.error(f"entry module '{module}' not found: no {rel}.py or {rel}/__init__.py in the workspace")
-        return self._planner.sources(self._planner.closure(module))
+        return self._planner.sources(self._planner.closure(module), code=True)
 
     def package_dir(self) -> Path:
         return self._planner.workspace_root / self.label.package
@@ -136,10 +136,13 @@ class Planner:
             self._closures[module] = python_closure(self.workspace_root, module, scan=self.scan)
         return self._closures[module]
 
-    def sources(self, paths: list[Path]) -> Sources:
+    def sources(self, paths: list[Path], code: bool = False) -> Sources:
+        """code=True: the files are Python modules, keyed by their code (FileDigests.code_digest)."""
         root = self.workspace_root
         # Paths as the workspace names them (a Python module's symlink may point outside it; its target is hashed).
-        return Sources(tuple(sorted((Path(os.path.relpath(p, root)).as_posix(), self.digests.digest(p)) for p in paths)))
+        names = [(Path(os.path.relpath(p, root)).as_posix(), p) for p in paths]
+        return Sources(tuple(sorted((name, self.digests.digest(p)) for name, p in names)),
+                       tuple(sorted((name, self.digests.code_digest(p)) for name, p in names)) if code else ())
 
     def rule_digest(self, step: str) -> str:
         """Digest of the step module's source and the rule code it imports."""

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import user_file
+from .lib.stack_traces import find_line, frames
 
 
 @dataclass(frozen=True)
@@ -127,26 +128,22 @@ def origin(trace: str, workspace: Path) -> str:
     """Where a traced op comes from, read off a stack trace (a node's, or one an error quotes): the
     user's own line, and the library line that made the op if another. Empty if none is recorded."""
     root = str(workspace).rstrip("/") + "/"
-    lines = trace.splitlines()
-    frames = []  # (path, line number, code)
-    for i, line in enumerate(lines):
-        m = re.match(r'\s*File "([^"]+)", line (\d+)', line)
-        if m:
-            code = lines[i + 1].strip() if i + 1 < len(lines) and not lines[i + 1].strip().startswith("File ") else ""
-            frames.append((m.group(1), m.group(2), code))
-    if not frames:
+    found = frames(trace)
+    if not found:
         return ""
 
     def show(frame) -> str:
-        path, number, code = frame
+        path, number, function, code = frame
+        if not number and not path.startswith("/"):  # a program's own frame: export dropped its number
+            number = find_line(workspace / path, function, code)
         path = path.removeprefix(root).split("site-packages/", 1)[-1]
-        return f"{path}:{number}" + (f" ({code})" if code else "")
+        return path + (f":{number}" if number else "") + (f" ({code})" if code else "")
 
     # Programs keep the workspace's paths relative (export's normalize): those frames are the user's.
-    own = [f for f in frames if not f[0].startswith("/") or user_file(f[0], workspace) is not None]
+    own = [f for f in found if not f[0].startswith("/") or user_file(f[0], workspace) is not None]
     parts = [f"your code at {show(own[-1])}"] if own else []
-    if not own or frames[-1] != own[-1]:
-        parts.append(f"made at {show(frames[-1])}")
+    if not own or found[-1] != own[-1]:
+        parts.append(f"made at {show(found[-1])}")
     return ", ".join(parts)
 
 

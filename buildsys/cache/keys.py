@@ -31,7 +31,7 @@ def material(action, input_digest, toolchain: dict, by_file: bool = False) -> di
         "rule": action.rule_digest,
         "config": action.config,
         "inputs": {
-            name: [list(f) for f in v.files] if by_file and isinstance(v, Sources) else input_digest(v)
+            name: v.keyed() if by_file and isinstance(v, Sources) else input_digest(v)
             for name, v in action.inputs.items()
         },
         "outputs": list(action.outputs),

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..digests import digest_file
+from ..digests import digest_code, digest_file
 from .plain_store import UNREADABLE, open_store
 
 # A file modified this recently may change again within the same mtime tick (git's "racy" case):
@@ -106,6 +106,7 @@ class FileDigests(_ByStat):
         if self.seen.get(str(path)) == stamp and str(path) in self._digests:  # again in this build
             return self._digests[str(path)]
         self.seen[str(path)] = stamp
+        self._digests.pop(f"{path}#code", None)  # of the file as it was
         value = self._get(str(path), stamp)
         if value is None:
             value = digest_file(path)
@@ -113,6 +114,20 @@ class FileDigests(_ByStat):
             self._put(str(path), stamp, value)
         self._digests[str(path)] = value
         return value
+
+    def code_digest(self, path: Path) -> str:
+        """A Python file's code digest (digests.digest_code: comments and blank lines do not count),
+        remembered beside its content digest; the content digest where the file does not tokenize."""
+        content = self.digest(path)
+        path = self._resolved(path)
+        key, stamp = f"{path}#code", self.seen[str(path)]
+        if key not in self._digests:
+            value = self._get(key, stamp)
+            if value is None:
+                value = digest_code(path) or content
+                self._put(key, stamp, value)
+            self._digests[key] = value
+        return self._digests[key]
 
 
 class ImportScan(_ByStat):

@@ -52,12 +52,25 @@ class Target:
 
 @dataclass(frozen=True)
 class Sources:
-    """Workspace files an action reads: (workspace-relative path, digest), sorted."""
+    """Workspace files an action reads: (workspace-relative path, digest of its bytes), sorted. A
+    Python module's files also have a code digest (`code`), which keys actions in place of the
+    bytes, so a comment or a blank line in a model's module reruns nothing."""
 
     files: tuple[tuple[str, str], ...]
+    code: tuple[tuple[str, str], ...] = ()  # (path, code digest) of the Python files among `files`
+
+    def keyed(self) -> list[list[str]]:
+        """(path, digest) as keys see them: a Python module's file by its code, any other by its bytes."""
+        code = dict(self.code)
+        return [[path, code.get(path, digest)] for path, digest in self.files]
 
     def digest(self) -> str:
-        return digest_json([list(f) for f in self.files])
+        return digest_json(self.keyed())
+
+    @classmethod
+    def union(cls, parts: "list[Sources]") -> "Sources":
+        return cls(tuple(sorted({f for part in parts for f in part.files})),
+                   tuple(sorted({f for part in parts for f in part.code})))
 
 
 P = TypeVar("P", bound="Provider")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 
 from ..lib.programs import save_program
+from ..lib.stack_traces import line_free
 from ..values import DimSpec, Spec, TensorSpec
 
 
@@ -35,9 +36,10 @@ def dynamic_shapes(cfg: ExportConfig):
 
 
 def normalize(ep, workspace) -> None:
-    """Make a program's bytes depend on the model alone, not on where or in which process it
-    was built: stack-trace paths become workspace-relative, and `from_node` provenance (which
-    records id()s of graphs and builtins) is dropped."""
+    """Make a program's bytes depend on the model's code alone, not on where or in which process it
+    was built, nor on its comments and blank lines (which do not key the export): stack-trace paths
+    become workspace-relative, the user's frames lose their line numbers (lib/stack_traces.py), and
+    `from_node` provenance (which records id()s of graphs and builtins) is dropped."""
     import torch.fx
 
     prefix = str(workspace).rstrip("/") + "/"
@@ -46,7 +48,7 @@ def normalize(ep, workspace) -> None:
             for node in gm.graph.nodes:
                 node.meta.pop("from_node", None)
                 if node.meta.get("stack_trace"):
-                    node.meta["stack_trace"] = node.meta["stack_trace"].replace(prefix, "")
+                    node.meta["stack_trace"] = line_free(node.meta["stack_trace"].replace(prefix, ""))
 
 
 def prepare(workspace, cfg: ExportConfig):

@@ -95,5 +95,5 @@ def plan_model(decl: ModelDecl, ctx: PlanContext) -> Planned:
                             f"safetensors.torch.load_file, {CONVERT}")
     if decl.data:
         parts.append(ctx.files(decl.data, "data file"))
-    data = Sources(tuple(sorted(f for part in parts for f in part.files))) if parts else None
+    data = Sources.union(parts) if parts else None
     return Planned(providers=(ModelSources(sources, data),))

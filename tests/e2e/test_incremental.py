@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -72,9 +73,9 @@ def test_changing_one_artifact_option_rebuilds_only_its_own_steps(ws: Path):
 
 
 def test_an_unchanged_output_stops_the_rebuild_early(ws: Path):
-    # A comment-only edit on a line no traced op records: export reruns, its .pt2 is identical,
+    # A docstring edit (a docstring is code: __doc__ changes): export reruns, its .pt2 is identical,
     # so the lowering is a cache hit (keys are over input contents, as with ninja's restat).
-    # The checks rerun: they run the eager model, whose source did change.
+    # The checks rerun: they run the eager model, whose code did change.
     sincos = ws / "models" / "sincos.py"
     sincos.write_text(sincos.read_text().replace('"""The torch.export', '"""Edited: the torch.export'))
     proc, events = build(ws)
@@ -83,3 +84,29 @@ def test_an_unchanged_output_stops_the_rebuild_early(ws: Path):
         ("export", "//:sincos_mlpackage"), ("verify", "//:sincos_mlpackage"), ("verify", "//:sincos_portable"),
     }
     assert {("partition", "//:sincos_portable"), ("coreml_convert", "//:sincos_mlpackage")} <= by_status(events, "cached")
+
+
+def test_a_comment_edit_reruns_nothing_and_serves_what_a_cold_build_makes(ws: Path, tmp_path: Path):
+    # Model modules key their actions by their code: comments and blank lines (which move every
+    # line below them) change no key. What out/ then holds must be what a cold build of the
+    # edited workspace makes, byte for byte: the programs keep no line numbers of the user's code.
+    layers, sincos = ws / "models" / "layers.py", ws / "models" / "sincos.py"
+    layers.write_text("# a header comment\n\n\n" + layers.read_text().replace(
+        "attention = F.scaled_dot_product_attention(q, k, v)",
+        "# the guide's attention\n        attention = F.scaled_dot_product_attention(q, k, v)  # one head"))
+    sincos.write_text(sincos.read_text().replace("        b = torch.cos(y)\n", "\n        b = torch.cos(y)  # traced\n"))
+    proc, events = build(ws)
+    assert proc.returncode == 0, proc.stderr
+    assert by_status(events, "ran") == set() and len(by_status(events, "cached")) == 10
+    cold = tmp_path / "cold"
+    shutil.copytree(ws, cold, ignore=shutil.ignore_patterns("cache", "out", "__pycache__", "*.jsonl"))
+    proc, events = build(cold)
+    assert proc.returncode == 0, proc.stderr
+    assert len(by_status(events, "ran")) == 10
+
+    def tree(root: Path) -> dict[str, bytes]:
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    served, made = tree(ws / "out"), tree(cold / "out")
+    assert served.keys() == made.keys() and len(served) >= 4
+    assert [name for name in served if served[name] != made[name]] == []
