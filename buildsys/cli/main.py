@@ -109,12 +109,16 @@ def cmd_query(args, console: Console) -> int:
     workspace = Workspace.find()
     if args.actions:
         return query_actions(args, workspace, console)
+    started_ns, before = time.time_ns(), noop.snapshot(workspace.root) if args.output == "label" else {}
     graph = TargetGraph(workspace, args.ruleset)
     labels = graph.expand(args.patterns)
     if args.deps:
         labels = sorted(set(labels) | {d for l in labels for d in graph.deps(l)})
     if args.output == "label":  # plain lines, for scripts (and one write: rich per line costs 0.3 ms each)
-        sys.stdout.write("".join(f"{label}\n" for label in labels))
+        output = "".join(f"{label}\n" for label in labels)
+        sys.stdout.write(output)
+        # The same query, nothing changed, prints this again from the stamp (noop.answered).
+        noop.write_query(args.argv, Path.cwd(), workspace.root, _cache_dir(args, workspace), before, started_ns, output)
         return 0
     lines = [f"{graph.targets[l].kind:<22} {escape(str(l))}  [dim]{escape(str(graph.targets[l].location))}[/]" for l in labels]
     if lines:

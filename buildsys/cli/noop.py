@@ -1,4 +1,5 @@
 """The no-op's fast path, as ninja's: stat what the last successful build read, and compare.
+(A target query gets the same: `query --output label` answers from its stamp while nothing changed.)
 
 A build that succeeds leaves its command (directory, arguments, the environment it reads) a stamp:
 the stat of every file and directory of the workspace, of every file it digested (model sources,
@@ -64,18 +65,24 @@ def stamp_path(argv: list[str], cwd: Path, root: Path, cache: Path | None = None
 
 
 # The fast path ------------------------------------------------------------------------------------
+def _current(argv: list[str]) -> dict | None:
+    """This command's stamp, if nothing it records has changed since."""
+    cwd = Path.cwd()
+    stamp = json.loads(stamp_path(argv, cwd, Workspace.find(cwd).root).read_bytes())
+    if not (isinstance(stamp, dict) and stamp.get("key") == command_key(argv, cwd) and isinstance(stamp.get("stats"), dict)):
+        return None
+    if any(_stat(path) != recorded for path, recorded in stamp["stats"].items()):
+        return None
+    return stamp
+
+
 def up_to_date(argv: list[str]) -> int | None:
     """If nothing the last successful build of this command read has changed, print its summary and
     return 0; else None, and the command runs in full."""
     start = time.monotonic()
     try:
-        cwd = Path.cwd()
-        root = Workspace.find(cwd).root
-        key = command_key(argv, cwd)
-        stamp = json.loads(stamp_path(argv, cwd, root).read_bytes())
-        if not (isinstance(stamp, dict) and stamp.get("key") == key and isinstance(stamp.get("stats"), dict)):
-            return None
-        if any(_stat(path) != recorded for path, recorded in stamp["stats"].items()):
+        stamp = _current(argv)
+        if stamp is None:
             return None
         lines = [f"{_paint('WARNING:', '33')} {source}: {text}" for source, text in stamp["warnings"]]
         warned = len(lines)
@@ -85,6 +92,21 @@ def up_to_date(argv: list[str]) -> int | None:
     except Exception:  # noqa: BLE001 (no workspace, no stamp, a stamp of another shape: the full path decides)
         return None
     print("\n".join(lines), flush=True)
+    return 0
+
+
+def answered(argv: list[str]) -> int | None:
+    """A target query (`query ... --output label`) whose workspace and code are as the last time it ran:
+    print what it printed then and return 0; else None. What it read (BUILD files, .star files, the
+    directories `//...` walks) is all in the workspace's snapshot."""
+    try:
+        stamp = _current(argv)
+        if stamp is None or not isinstance(stamp.get("output"), str):
+            return None
+    except Exception:  # noqa: BLE001 (as for a build)
+        return None
+    sys.stdout.write(stamp["output"])
+    sys.stdout.flush()
     return 0
 
 
@@ -130,12 +152,28 @@ def _git_state(git: Path) -> dict[str, list[int] | None]:
 def write(argv: list[str], cwd: Path, root: Path, cache: Path, before: dict, started_ns: int,
           read: dict[str, list[int]], placed: list[Path], targets: int, actions: int,
           warnings: list[tuple[str, str]]) -> bool:
-    """Leave this command a stamp, if what the build read is certain; True if it did."""
+    """Leave this build's command a stamp, if what the build read is certain; True if it did."""
     outputs = {str(path): _stat(str(path)) for artifact in placed
                for path in [artifact, artifact.parent, *(_files(artifact) if artifact.is_dir() else [])]}
     read = {path: s for path, s in read.items() if path not in outputs}  # the build may have replaced them
+    stats = _settled(root, before, read, started_ns)
+    if stats is None:
+        return False
+    return _store(argv, cwd, root, cache, {"stats": {**stats, **outputs}, "targets": targets, "actions": actions,
+                                           "warnings": [list(w) for w in warnings]})
+
+
+def write_query(argv: list[str], cwd: Path, root: Path, cache: Path, before: dict, started_ns: int, output: str) -> bool:
+    """Leave a target query's command a stamp holding what it printed."""
+    stats = _settled(root, before, {}, started_ns)
+    return stats is not None and _store(argv, cwd, root, cache, {"stats": stats, "output": output})
+
+
+def _settled(root: Path, before: dict, read: dict[str, list[int]], started_ns: int) -> dict | None:
+    """What a stamp records: the workspace as the command found it, the files it read, the code that ran
+    it and the packages it could import. None if any of it changed while it ran, or too recently to tell."""
     stats = {**before, **read}
-    for module in list(sys.modules.values()):  # the code that ran the build, the rules' included
+    for module in list(sys.modules.values()):  # the code that ran the command, the rules' included
         file = getattr(module, "__file__", None)
         if file and os.path.isfile(file):
             stats.setdefault(file, _stat(file))
@@ -148,18 +186,20 @@ def write(argv: list[str], cwd: Path, root: Path, cache: Path, before: dict, sta
     index = {path: s for path, s in after.items() if path.endswith(os.sep + "index") and ".git" in Path(path).parts}
     if ({p: s for p, s in after.items() if p not in index} != {p: s for p, s in before.items() if p not in index}
             or any(_stat(p) != s for p, s in read.items())):
-        return False  # the workspace changed while the build ran
+        return None  # the workspace changed while the command ran
     if any(s is not None and s[2] >= started_ns - _RACY_NS for p, s in stats.items() if p not in index):
-        return False  # too recent to tell a second change in the same tick
-    stamp = {"key": command_key(argv, cwd), "stats": {**stats, **index, **outputs}, "targets": targets, "actions": actions,
-             "warnings": [list(w) for w in warnings]}
+        return None  # too recent to tell a second change in the same tick
+    return {**stats, **index}
+
+
+def _store(argv: list[str], cwd: Path, root: Path, cache: Path, stamp: dict) -> bool:
     path = stamp_path(argv, cwd, root, cache)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(stamp))
+        tmp.write_text(json.dumps({"key": command_key(argv, cwd), **stamp}))
         os.replace(tmp, path)
-    except OSError:  # a full disk, say: the build succeeded all the same, and the next one takes the full path
+    except OSError:  # a full disk, say: the command succeeded all the same, and the next one takes the full path
         tmp.unlink(missing_ok=True)
         return False
     return True

@@ -197,6 +197,23 @@ def test_a_commit_takes_the_full_path_and_the_release_names_it(ws):
     assert (ws / "out" / "rel.tar.gz").read_bytes() != before
 
 
+def test_a_target_query_answers_from_its_stamp_until_the_workspace_changes(ws):
+    query = ("query", "//...", "--output", "label")
+    route, first, _ = run(ws, *query)
+    assert route == "full" and {"//:mlp", "//:mlp_pt2", "//:rel"} <= set(first.stdout.split())
+    route, again, report = run(ws, *query)
+    assert route == "fast" and again.stdout == first.stdout
+    assert "buildsys.load.target_graph" not in report["modules"]
+    (ws / "pkg").mkdir()
+    (ws / "pkg" / "BUILD.models").write_text('model(name = "m", entry = "models.nets:TinyMLP", inputs = {"x": tensor([4, 16])})\n')
+    settled(ws)
+    route, changed, _ = run(ws, *query)
+    assert route == "full" and "//pkg:m" in changed.stdout.split()
+    assert run(ws, *query)[0] == "fast"
+    assert run(ws, "query", "//...")[0] == "full"  # the long form (rich's, for a terminal) is never stamped
+    assert run(ws, *query, "--deps")[0] == "full"  # another command
+
+
 def test_a_failed_build_leaves_no_stamp(ws):
     (ws / "models" / "nets.py").write_text("raise RuntimeError('broken on purpose')\n")
     proc = run_cli(ws, "build", *TARGETS)
