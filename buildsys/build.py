@@ -81,7 +81,8 @@ def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], s
 
 def make_executor(options: BuildOptions, ruleset: RuleSet, workspace: Workspace) -> Executor:
     if options.executor == "local":
-        return LocalExecutor(max(1, options.jobs), ruleset.worker, workspace.root, Layout(options.cache_dir).logs)
+        return LocalExecutor(max(1, options.jobs), ruleset.worker, workspace.root, Layout(options.cache_dir).logs,
+                             ruleset.worker_imports)
     if options.executor == "ray":
         from .cache.remote import headers_from_env
         from .exec.ray import (

@@ -66,6 +66,8 @@ RULESET = RuleSet(
     kinds={k.name: k for k in _KINDS},
     steps={s.name: s for s in _STEPS},
     worker="rules.worker",
+    # What preload() imports (rules/worker.py), and the fork server imports for all local workers.
+    worker_imports=("torch", "executorch.exir", "executorch.kernels.quantized"),
     rule_roots=("rules",),
     prelude=PRELUDE,
     flags=(Flag("--sign-key", "sign_key", "KEY", "sign release provenance with this ed25519 private key (PEM)",

@@ -135,6 +135,5 @@ def preload() -> None:
     # Every worker starts from the same state, whatever it runs first: a result must not
     # depend on which worker ran it (these also register ops and kernels globally).
     os.environ.setdefault("TQDM_DISABLE", "1")
-    import executorch.exir  # noqa: F401
-    import executorch.kernels.quantized  # noqa: F401
-    import torch  # noqa: F401
+    for module in RULESET.worker_imports:  # torch, executorch.exir, its quantized kernels
+        importlib.import_module(module)

@@ -9,8 +9,8 @@ from .pool import WorkerDied, WorkerPool
 
 
 class LocalExecutor:
-    def __init__(self, jobs: int, entry: str, workspace: Path, log_dir: Path):
-        self.pool = WorkerPool(jobs, entry, workspace, log_dir)
+    def __init__(self, jobs: int, entry: str, workspace: Path, log_dir: Path, imports: tuple[str, ...] = ()):
+        self.pool = WorkerPool(jobs, entry, workspace, log_dir, imports)
 
     def free(self) -> int:
         return len(self.pool.idle())

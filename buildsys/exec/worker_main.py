@@ -1,4 +1,5 @@
-"""Entry point of a worker process: `python -m buildsys.exec.worker_main FD RUNNER_MODULE WORKSPACE PARENT_PID`.
+"""A worker process: forked from the engine's fork server (`forked`, pool.py), or started on its own as
+`python -m buildsys.exec.worker_main FD RUNNER_MODULE WORKSPACE PARENT_PID`.
 
 The runner module is the rule set's (RuleSet.worker): its preload() runs once, its
 run(StepRequest, workspace) once per action.
@@ -88,6 +89,31 @@ def serve(conn: Connection, runner: str, workspace: str) -> None:
         except (EOFError, OSError):
             return
         conn.send(module.run(request, root).to_wire())
+
+
+def forked(sock, runner: str, workspace: str, log_path: str, server: int) -> None:
+    """A worker forked from the fork server (pool.py), whose imports it shares: its own session, its
+    output to its log, dead when the server (its parent, which leaves with the engine) dies."""
+    os.setsid()  # a terminal's Ctrl-C reaches only the engine
+    # multiprocessing hands every child the engine's end of the server's pipe; held here, it would
+    # keep the server alive after the engine died.
+    from multiprocessing import forkserver
+
+    if forkserver._forkserver._forkserver_alive_fd is not None:
+        os.close(forkserver._forkserver._forkserver_alive_fd)
+        forkserver._forkserver._forkserver_alive_fd = None
+    log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    for fd, target in ((null, 0), (log, 1), (log, 2)):
+        os.dup2(fd, target)
+    os.close(log)
+    os.close(null)
+    for stream in (sys.stdout, sys.stderr):  # as PYTHONUNBUFFERED: a step's prints reach its log in order
+        stream.reconfigure(line_buffering=True, write_through=True)
+    os.environ.update(TQDM_DISABLE="1", PYTHONUNBUFFERED="1")
+    fd = sock.detach()
+    _die_with_parent(server, fd)
+    serve(Connection(fd), runner, workspace)
 
 
 def main() -> None:

@@ -72,6 +72,9 @@ class RuleSet:
     steps: dict[str, StepKind]
     worker: str  # the module workers run: preload() once, run(StepRequest, workspace) per action
     rule_roots: tuple[str, ...]  # top-level packages of rule code: what a step imports from them enters its key
+    # Modules every worker imports before its first action (its preload's). Local workers are forked
+    # from one server process that imported them once, instead of each importing them again.
+    worker_imports: tuple[str, ...] = ()
     prelude: str = ""  # Starlark source evaluated before every BUILD.models and .star file
     flags: tuple[Flag, ...] = ()
     commands: tuple[Command, ...] = ()

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import build, by_status, copy_example, read_events, run_cli
+from helpers import build, by_status, copy_example, read_events, run_cli, workers
 
 from buildsys.cache.action_cache import ActionCache
 
@@ -37,19 +37,6 @@ class Broken(torch.nn.Module):
 '''
 
 
-def children(pid: int) -> list[int]:
-    kids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                kids.append(int(entry))
-    return kids
-
-
 def sincos_workspace(tmp_path: Path, with_broken: bool = False) -> Path:
     ws = copy_example(tmp_path)
     (ws / "models" / "vision" / "BUILD.models").unlink()
@@ -60,11 +47,11 @@ def sincos_workspace(tmp_path: Path, with_broken: bool = False) -> Path:
 
 
 def start_build(ws: Path, *args: str) -> subprocess.Popen:
-    """A build in the background, returned once a worker is inside an action (its log is open)."""
+    """A build in the background, returned once an action is sent (its log is open) and a worker is there to run it."""
     proc = subprocess.Popen([sys.executable, "-m", "modelbuild", "build", "//...", *args], cwd=ws,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while time.time() < deadline and not list((ws / "cache" / "tmp").glob("*/log.txt")):
+    while time.time() < deadline and not (list((ws / "cache" / "tmp").glob("*/log.txt")) and workers(ws, server=False)):
         time.sleep(0.02)
     return proc
 
@@ -73,9 +60,9 @@ def test_worker_killed_mid_action_leaves_no_trace_and_next_build_completes(tmp_p
     ws = sincos_workspace(tmp_path)
     events_path = ws / "killed.jsonl"
     proc = start_build(ws, "-j", "1", "--build-events", str(events_path))
-    workers = children(proc.pid)
-    assert workers, "no worker process found"
-    for pid in workers:
+    running = workers(ws, server=False)
+    assert running, "no worker process found"
+    for pid in running:
         os.kill(pid, signal.SIGKILL)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 1, out + err
@@ -147,13 +134,11 @@ def test_model_error_shows_user_frames_and_keep_going_builds_the_rest(tmp_path: 
 def test_terminated_build_stops_its_workers_and_cleans_up(tmp_path: Path):
     ws = sincos_workspace(tmp_path)
     proc = start_build(ws)
-    workers = children(proc.pid)
-    assert workers
+    assert workers(ws)
     proc.send_signal(signal.SIGTERM)  # what a CI timeout sends
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "interrupted" in err, out + err
-    time.sleep(0.5)
-    assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "workers outlived the build"
+    assert workers(ws) == [], "workers (or their fork server) outlived the build"
     assert not list((ws / "cache" / "tmp").glob("*")), "staging directories left behind"
     proc2, _ = build(ws, "//...", events="after.jsonl")
     assert proc2.returncode == 0, proc2.stdout + proc2.stderr
@@ -162,12 +147,12 @@ def test_terminated_build_stops_its_workers_and_cleans_up(tmp_path: Path):
 def test_a_killed_engine_leaves_scratch_that_the_next_build_sweeps(tmp_path: Path):
     ws = sincos_workspace(tmp_path)
     proc = start_build(ws)
-    workers = children(proc.pid)
+    assert workers(ws)
     proc.kill()  # no cleanup can run in the engine
     proc.wait()
     assert list((ws / "cache" / "tmp").iterdir()), "expected the killed build's staging to remain"
-    deadline = time.time() + 60  # orphaned workers exit once they read EOF from the engine
-    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+    deadline = time.time() + 60  # the fork server dies with the engine, and the workers with it
+    while time.time() < deadline and workers(ws):
         time.sleep(0.1)
     proc2, _ = build(ws, "//...", events="after.jsonl")
     assert proc2.returncode == 0, proc2.stdout + proc2.stderr

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import REPO, run_cli
+from helpers import REPO, run_cli, workers
 
 TARGETS = ("//...",)
 # The release workspace's tiny MLP as a .pt2 and a portable .pte: four actions and two outputs for
@@ -46,22 +46,6 @@ def digests(out: Path) -> dict[str, str]:
 
 def scratch_left(*dirs: Path) -> list[str]:
     return [str(p) for d in dirs if d.exists() for p in d.rglob("*") if SCRATCH.match(p.name)]
-
-
-def workers(ws: Path) -> list[int]:
-    """Live (not zombie) workers of this workspace and their guardians, found by command line."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if b"buildsys.exec.worker_main" in argv and str(ws).encode() in argv and state != "Z":
-            found.append(int(entry))
-    return found
 
 
 def start(ws: Path) -> subprocess.Popen:

@@ -85,3 +85,28 @@ def keypair(tmp: Path, name: str) -> tuple[Path, Path]:
     public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
                                                      serialization.PublicFormat.SubjectPublicKeyInfo))
     return private, public
+
+
+def workers(ws: Path, server: bool = True) -> list[int]:
+    """Live (not zombie) processes of this workspace's local workers: the fork server they come from
+    (found by its command line, which names the workspace on its path) and everything under it (the
+    workers, their guardians, what their steps started); without server, all but the server."""
+    table = {}  # pid -> (parent pid, command line)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{entry}/cmdline").read_bytes()
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            table[int(entry)] = (int(fields[1]), argv)
+    # Forked workers keep the server's command line: the server is the one whose parent is not one.
+    named = {pid for pid, (_, argv) in table.items() if b"multiprocessing.forkserver" in argv and str(ws).encode() in argv}
+    servers = {pid for pid in named if table[pid][0] not in named}
+    found, frontier = set(servers), set(servers)
+    while frontier:
+        frontier = {pid for pid, (parent, _) in table.items() if parent in frontier} - found
+        found |= frontier
+    return sorted(found if server else found - servers)
