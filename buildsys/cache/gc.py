@@ -52,6 +52,7 @@ class GcResult:
     in_use_bytes: int = 0
     builds_running: int = 0
     locks_removed: int = 0  # idle per-action lock files (cache/locks)
+    stamps_removed: int = 0  # no-op stamps (cache/stamps) no command has used for the age limit, or a week
 
 
 def collect(layout: Layout, cas: CAS, held: set[str], max_size: int | None = None,
@@ -87,7 +88,25 @@ def collect(layout: Layout, cas: CAS, held: set[str], max_size: int | None = Non
     result.kept_bytes = total
     result.kept = sum(1 for _ in cas.blobs())
     result.locks_removed = remove_idle_locks(layout.locks, cutoff)
+    result.stamps_removed = _remove_stamps(layout.stamps, too_old if too_old is not None else now - _STAMP_DAYS * DAY_NS)
     return result
+
+
+_STAMP_DAYS = 7
+
+
+def _remove_stamps(stamps: Path, before: int) -> int:
+    """Stamps of commands not run since `before` (a fast no-op touches its stamp): one per command line
+    and directory, they pile up in CI. A removed one costs its command one full-path run."""
+    removed = 0
+    for path in stamps.iterdir() if stamps.is_dir() else ():
+        try:
+            if path.stat().st_mtime_ns < before:
+                path.unlink()
+                removed += 1
+        except OSError:  # gone already
+            pass
+    return removed
 
 
 def _still_unused(cas: CAS, digest: str, cutoff: int) -> bool:

@@ -220,6 +220,8 @@ def cmd_cache_gc(args, console: Console) -> int:
     console.print(f"removed {_count(r.removed, 'blob')} ({human_bytes(r.removed_bytes)}) from {stores.cas.root} "
                   f"in {time.monotonic() - began:.2f}s; {_count(r.kept, 'blob')} ({human_bytes(r.kept_bytes)}) remain",
                   soft_wrap=True)
+    if r.stamps_removed:
+        console.print(f"removed {_count(r.stamps_removed, 'no-op stamp')} of commands not run lately", soft_wrap=True)
     kept = [f"{_count(r.held, 'blob')} ({human_bytes(r.held_bytes)}) that out/ holds"] if r.held else []
     if r.in_use:
         kept.append(f"{_count(r.in_use, 'blob')} ({human_bytes(r.in_use_bytes)}) used "

@@ -129,3 +129,19 @@ def test_gc_removes_idle_action_locks_but_not_held_ones(ws):
         assert [p.name for p in locks.glob("*.lock")] == ["f" * 64 + ".lock"]
     finally:
         held.release()
+
+
+def test_gc_removes_the_stamps_of_commands_not_run_lately(ws):
+    stamps = ws / "cache" / "stamps"
+    for args in (("//:mlp_pt2",), ("//:mlp_pt2", "-j", "1")):
+        for _ in range(2):  # the first leaves its command a stamp; a second, on the fast path, uses it
+            proc = run_cli(ws, "build", *args)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+    old, recent = sorted(stamps.iterdir(), key=lambda p: p.stat().st_mtime)
+    age(old, 40)
+    age(recent, 40)
+    proc = run_cli(ws, "build", "//:mlp_pt2", "-j", "1")  # answered from its stamp, which it touches
+    assert proc.returncode == 0 and "0 actions run" in proc.stdout, proc.stdout + proc.stderr
+    proc = run_cli(ws, "cache", "gc", "--older-than", "30")
+    assert proc.returncode == 0 and "removed 1 no-op stamp" in proc.stdout, proc.stdout + proc.stderr
+    assert len(list(stamps.iterdir())) == 1
