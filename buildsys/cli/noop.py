@@ -68,14 +68,14 @@ def stamp_path(argv: list[str], cwd: Path, root: Path, cache: Path | None = None
 def _current(argv: list[str]) -> dict | None:
     """This command's stamp, if nothing it records has changed since."""
     cwd = Path.cwd()
-    path = stamp_path(argv, cwd, Workspace.find(cwd).root)
-    stamp = json.loads(path.read_bytes())
+    file = stamp_path(argv, cwd, Workspace.find(cwd).root)
+    stamp = json.loads(file.read_bytes())
     if not (isinstance(stamp, dict) and stamp.get("key") == command_key(argv, cwd) and isinstance(stamp.get("stats"), dict)):
         return None
     if any(_stat(path) != recorded for path, recorded in stamp["stats"].items()):
         return None
     try:
-        os.utime(path)  # used: `cache gc` keeps it
+        os.utime(file)  # used: `cache gc` keeps it
     except OSError:  # a read-only cache: the answer stands all the same
         pass
     return stamp

@@ -4,6 +4,6 @@ by its own parent-death signal) do the workers forked from it. The server must b
 engine's main thread: the signal fires when the thread that started the process ends."""
 import signal
 
-from .worker_main import _signal_on_parent_death
+from .worker_main import signal_on_parent_death
 
-_signal_on_parent_death(signal.SIGKILL)
+signal_on_parent_death(signal.SIGKILL)

@@ -1,5 +1,4 @@
-"""A worker process: forked from the engine's fork server (`forked`, pool.py), or started on its own as
-`python -m buildsys.exec.worker_main FD RUNNER_MODULE WORKSPACE PARENT_PID`.
+"""A worker process, forked from the engine's fork server (`forked`, pool.py).
 
 The runner module is the rule set's (RuleSet.worker): its preload() runs once, its
 run(StepRequest, workspace) once per action.
@@ -30,7 +29,7 @@ from buildsys.rule_api.wire import StepRequest
 _PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
-def _signal_on_parent_death(sig: int) -> bool:
+def signal_on_parent_death(sig: int) -> bool:
     """Have the kernel send `sig` when this process's parent dies (Linux); False where it cannot."""
     try:
         return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
@@ -49,7 +48,7 @@ def _guard_process_group(engine_fd: int) -> None:
         return
     try:
         os.close(engine_fd)  # the engine must read the worker's death as EOF at once
-        if _signal_on_parent_death(signal.SIGTERM):
+        if signal_on_parent_death(signal.SIGTERM):
             if os.getppid() == worker:  # else it is already gone
                 signal.sigwait({signal.SIGTERM})
             os.killpg(worker, signal.SIGKILL)  # the worker's children, and this guardian last
@@ -69,7 +68,7 @@ def _watch_parent(parent: int) -> None:
 
 
 def _die_with_parent(parent: int, engine_fd: int) -> None:
-    if not _signal_on_parent_death(signal.SIGKILL):
+    if not signal_on_parent_death(signal.SIGKILL):
         _watch_parent(parent)
         return
     if os.getppid() != parent:  # it died before the signal was armed
@@ -114,13 +113,3 @@ def forked(sock, runner: str, workspace: str, log_path: str, server: int) -> Non
     fd = sock.detach()
     _die_with_parent(server, fd)
     serve(Connection(fd), runner, workspace)
-
-
-def main() -> None:
-    fd, runner, workspace, parent = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
-    _die_with_parent(parent, fd)
-    serve(Connection(fd), runner, workspace)
-
-
-if __name__ == "__main__":
-    main()

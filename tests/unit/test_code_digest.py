@@ -1,5 +1,5 @@
-"""Python modules key actions by their code: comments and blank lines change no key, and the
-stack traces a program keeps lose what those would have changed (the line numbers)."""
+"""Python modules key actions by their code: comments and blank lines change no key (the stack traces
+a program keeps lose the line numbers they would change: tests/steps/test_stack_traces.py)."""
 from __future__ import annotations
 
 import os
@@ -7,7 +7,6 @@ from pathlib import Path
 
 from buildsys.cache.stat import FileDigests
 from buildsys.digests import digest_code
-from rules.lib.stack_traces import find_line, frames, line_free
 
 MODULE = '''"""A model.
 
@@ -73,34 +72,3 @@ def test_the_stat_cache_remembers_code_digests_and_forgets_them_when_the_file_ch
     os.utime(path, (2, 2))
     assert again.code_digest(path) != code  # in the same build, too
     again.close()
-
-
-TRACE = '''File "models/net.py", line 10, in forward
-    return torch.relu(x) + 1  # off by one
-  File "/venv/lib/python3.11/site-packages/torch/nn/functional.py", line 1702, in relu
-    result = torch.relu(input)'''
-
-
-def test_a_programs_own_frames_lose_their_line_numbers_and_comments_library_frames_keep_them():
-    free = line_free(TRACE)
-    assert free.splitlines()[:2] == ['File "models/net.py", in forward', "    return torch.relu(x) + 1"]
-    assert free.splitlines()[2:] == TRACE.splitlines()[2:]
-    assert line_free(free) == free
-    assert frames(free)[0] == ("models/net.py", "", "forward", "return torch.relu(x) + 1")
-
-
-def test_a_message_finds_a_line_free_frame_in_the_file_as_it_is(tmp_path: Path):
-    (tmp_path / "net.py").write_text("# moved down\n" + MODULE)
-    assert find_line(tmp_path / "net.py", "forward", "return torch.relu(x) + 1") == "11"
-    assert find_line(tmp_path / "net.py", "forward", "return gone") == ""
-    assert find_line(tmp_path / "missing.py", "forward", "x") == ""
-
-
-def test_where_an_op_comes_from_names_the_users_line_as_the_file_has_it(tmp_path: Path):
-    from rules.toolchain_errors import origin
-
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "net.py").write_text("# moved down\n" + MODULE)
-    assert origin(line_free(TRACE), tmp_path) == (
-        "your code at models/net.py:11 (return torch.relu(x) + 1), "
-        "made at torch/nn/functional.py:1702 (result = torch.relu(input))")
