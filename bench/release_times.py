@@ -22,7 +22,7 @@ def run(cwd: Path, args: list[str], env: dict, umask: int) -> float:
     full = {k: v for k, v in os.environ.items() if k != "MODELBUILD_CACHE_DIR"} | env
     start = time.monotonic()
     proc = subprocess.run([sys.executable, "-m", "modelbuild", *args], cwd=cwd, env=full, capture_output=True,
-                          text=True, preexec_fn=lambda: os.umask(umask))
+                          text=True, umask=umask)
     seconds = time.monotonic() - start
     if proc.returncode != 0:
         sys.exit(f"{' '.join(args)} failed in {cwd}:\n{proc.stdout}\n{proc.stderr}")

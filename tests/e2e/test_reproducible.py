@@ -51,7 +51,7 @@ def _start_build(ws: Path, env: dict[str, str], umask: int) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "modelbuild", "build", "//...", "-j", "1", "--build-events", str(ws / "events.jsonl")],
         cwd=ws, env={**inherited, "COLUMNS": "200", **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, preexec_fn=lambda: os.umask(umask),
+        text=True, umask=umask,  # not preexec_fn: no Python (and no grpc at-fork hook) before exec
     )
 
 

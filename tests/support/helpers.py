@@ -15,7 +15,7 @@ def run_cli(workspace: Path, *args: str, timeout: float = 900, env: dict | None 
     return subprocess.run(
         [sys.executable, "-m", "modelbuild", *args],
         cwd=workspace, capture_output=True, text=True, timeout=timeout, env=full_env,
-        preexec_fn=None if umask is None else lambda: os.umask(umask),
+        umask=-1 if umask is None else umask,  # not preexec_fn: no Python code between fork and exec
     )
 
 
