@@ -60,9 +60,9 @@ def write_profile(path: Path, outcomes: list[Outcome]) -> None:
             continue
         row = o.worker or "worker"
         at = o.start + o.phases["wait"]
-        span(name, row, at, o.phases["inputs"] + o.phases["run"] + o.phases["store"],
+        span(name, row, at, sum(o.phases.values()) - o.phases["wait"],
              {"status": o.status, "key": o.key, **{k: round(v, 3) for k, v in o.phases.items()}})
-        for phase in ("inputs", "run", "store"):
+        for phase in ("inputs", "worker", "run", "store"):
             span(phase, row, at, o.phases[phase])
             at += o.phases[phase]
     names = [{"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": row}} for row, tid in rows.items()]

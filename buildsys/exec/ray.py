@@ -20,6 +20,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -116,7 +117,9 @@ class StepActor:
                         inputs[name] = value.model_copy(update={"path": str(local)})
                         local_paths[str(local)] = value.path
                 local = request.model_copy(update={"inputs": inputs, "out_dir": str(out), "log": str(log)})
+                started = time.perf_counter()
                 reply = self.runner.run(local, self.workspace)
+                reply.seconds = time.perf_counter() - started
             except (BadSource, NotShared, Changed) as err:  # the workspace or the transport, not the inputs: never recorded
                 reply = StepReply(ok=False, error=str(err), show_log=False, transient=True)
             if reply.error:  # name paths as the engine sees them

@@ -87,7 +87,10 @@ def serve(conn: Connection, runner: str, workspace: str) -> None:
             request = StepRequest.model_validate(conn.recv())
         except (EOFError, OSError):
             return
-        conn.send(module.run(request, root).to_wire())
+        started = time.perf_counter()
+        reply = module.run(request, root)
+        reply.seconds = time.perf_counter() - started
+        conn.send(reply.to_wire())
 
 
 def forked(sock, runner: str, workspace: str, log_path: str, server: int) -> None:

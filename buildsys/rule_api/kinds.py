@@ -35,6 +35,9 @@ class StepKind:
     config: type[BaseModel]  # what ctx.action() must be given for it, and what run() receives, validated
     packages: tuple[str, ...]  # distributions whose versions enter the action key
     host_bound: bool = False  # its output is native code for this CPU: the CPU enters the key too
+    # A metric of its result that measures how much work the actions reading its outputs will have
+    # (a program's op count): of two ready actions, the scheduler starts the heavier first.
+    weight_metric: str | None = None
 
 
 @dataclass(frozen=True)

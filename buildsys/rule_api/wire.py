@@ -60,6 +60,7 @@ class StepReply(BaseModel):
     show_log: bool = True  # the log is worth showing (a toolchain failure, not a step's own message)
     transient: bool = False  # the machine failed, not the inputs: never recorded as their failure
     crashed: bool = False  # the worker itself died (crash, OOM kill, lost node)
+    seconds: float = 0.0  # how long the step itself ran: set by the worker loop around run(), not by the step
 
     def to_wire(self) -> dict:
         return self.model_dump(mode="json")

@@ -13,7 +13,7 @@ from contextlib import contextmanager, nullcontext
 
 from ..coreml.options import coreml_options
 from ..coreml.payload import reproducible_coreml_payloads
-from ..lib.programs import load_program, sound_decompositions
+from ..lib.programs import load_program, shared_provenance, sound_decompositions
 from ..values import Backend, CoremlBackend, Spec
 
 
@@ -188,11 +188,11 @@ def run(ctx) -> dict:
     # only for Core ML: the patch imports coremltools, seconds that other backends need not pay
     coreml = any(isinstance(b, CoremlBackend) for b in cfg.backends)
     payloads = reproducible_coreml_payloads() if coreml else nullcontext()
-    with why_not_partitioned() as reasons, sound_decompositions(), payloads:
+    with why_not_partitioned() as reasons, sound_decompositions(), shared_provenance(), payloads:
         edge = to_edge_transform_and_lower(ep, partitioner=[_partitioner(b) for b in cfg.backends])
-    summary = delegation_summary(edge.exported_program())
-    warnings = delegation_warnings(edge.exported_program(), summary, cfg.backends, reasons)
-    program = edge.to_executorch()
+        summary = delegation_summary(edge.exported_program())
+        warnings = delegation_warnings(edge.exported_program(), summary, cfg.backends, reasons)
+        program = edge.to_executorch()
     with open(ctx.output_path("program.pte"), "wb") as f:
         program.write_to_file(f)
     for warning in warnings:

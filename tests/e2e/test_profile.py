@@ -1,5 +1,6 @@
-"""A build's phase times: each action's wait for a worker, staging of inputs, run and storing, in
---build-events, and --profile's Chrome trace with a row per worker."""
+"""A build's phase times: each action's wait for a free worker, staging of inputs, wait for the step to
+start (a worker still starting), run and storing, in --build-events, and --profile's Chrome trace with a
+row per worker."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,7 @@ def test_events_and_the_profile_show_where_each_action_spent_its_time(tiny_ws):
     ran = [e for e in events if e["status"] == "ran"]
     assert ran and by_status(events, "cached")  # the export was built before: a hit, on the engine's row
     for event in ran:
-        assert set(event["phases"]) == {"wait", "inputs", "run", "store"}
+        assert set(event["phases"]) == {"wait", "inputs", "worker", "run", "store"}
         assert all(seconds >= 0 for seconds in event["phases"].values())
         assert abs(event["phases"]["run"] - event["seconds"]) < 0.01
         assert event["worker"] in ("worker 0", "worker 1")

@@ -6,6 +6,8 @@ does to the rest, and how a corrupt input is healed.
 """
 from __future__ import annotations
 
+import dataclasses
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -39,11 +41,11 @@ class Build:
         self.root = root
         self.executor: FakeExecutor | None = None
 
-    def plan(self, chains: dict[str, list[dict]]) -> tuple[Planner, dict[str, list[str]]]:
+    def plan(self, chains: dict[str, list[dict]], rules: RuleSet = RULES) -> tuple[Planner, dict[str, list[str]]]:
         """chains: target name -> configs of its actions, each fed by the one before."""
         self.stores = Stores(self.root / "cache")
         targets = SimpleNamespace(workspace=SimpleNamespace(root=self.root))
-        planner = Planner(targets, RULES, self.stores.digests)
+        planner = Planner(targets, rules, self.stores.digests)
         ids = {}
         for name, configs in chains.items():
             previous, ids[name] = None, []
@@ -68,6 +70,19 @@ class Build:
             self.stores.close()
         return {name: [state.outcomes[a].status if a in state.outcomes else None for a in chain]
                 for name, chain in ids.items()}, state
+
+
+    def order(self, chains: dict[str, list[dict]], rules: RuleSet = RULES) -> list[str]:
+        """The labels of the actions in the order one worker ran them, given the chains in this order."""
+        planner, ids = self.plan(chains, rules)
+        self.executor = FakeExecutor(BEHAVIOURS, 1)
+        scheduler = Scheduler(planner, ActionLookup(rules, self.stores.action_cache, self.stores.cas), self.executor,
+                              self.stores.layout, False, lambda *_: None)
+        try:
+            scheduler.run([aid for chain in ids.values() for aid in chain])
+        finally:
+            self.stores.close()
+        return self.executor.ran
 
 
 @pytest.fixture
@@ -190,12 +205,16 @@ def test_a_rule_asking_for_an_unknown_step_or_the_wrong_config_is_told_which(tmp
 def test_the_longest_chain_starts_first(b):
     """Two actions ready, one worker: the one with three steps behind it runs before a lone one, though
     the lone one comes first in the order the scheduler is given."""
-    planner, ids = b.plan({"lone": [{"text": "x"}], "long": [{"text": "y"}, {"suffix": "!"}, {"suffix": "?"}]})
-    b.executor = FakeExecutor(BEHAVIOURS, 1)
-    scheduler = Scheduler(planner, ActionLookup(RULES, b.stores.action_cache, b.stores.cas), b.executor,
-                          b.stores.layout, False, lambda *_: None)
-    try:
-        scheduler.run(ids["lone"] + ids["long"])
-    finally:
-        b.stores.close()
-    assert b.executor.ran[:2] == ["//:long", "//:long"]  # then a tie: the lone one and the last of the chain
+    ran = b.order({"lone": [{"text": "x"}], "long": [{"text": "y"}, {"suffix": "!"}, {"suffix": "?"}]})
+    assert ran[:2] == ["//:long", "//:long"]  # then a tie: the lone one and the last of the chain
+
+
+def test_of_two_equal_chains_the_one_with_the_heavier_input_starts_first(b):
+    """A step kind may name a metric of its results that weighs the work of what reads them (export's
+    op count): of two ready actions with equal chains, the one whose input weighs more starts first,
+    though it became ready second. Without the metric, ties keep the order they became ready in."""
+    chains = {"light": [{"text": "x"}, {"suffix": "!"}], "heavy": [{"text": "x" * 50}, {"suffix": "!"}]}
+    weighed = dataclasses.replace(RULES.steps["upper"], weight_metric="chars")
+    assert b.order(chains) == ["//:light", "//:heavy", "//:light", "//:heavy"]
+    shutil.rmtree(b.root / "cache")
+    assert b.order(chains, dataclasses.replace(RULES, steps={"upper": weighed})) == ["//:light", "//:heavy", "//:heavy", "//:light"]
