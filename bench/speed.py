@@ -138,7 +138,8 @@ def four_model_set(rows: dict, root: Path, runs: int, noop_runs: int) -> None:
             cmd = [MODELBUILD, "build", "--build-events", str(ws.parent / f"{ws.name}-events.jsonl")] if kind == "modelbuild" else [DVC, "repro", "-q"]
             rows.setdefault(f"4 models: comment edit, {kind}", Row()).runs.append(measure(cmd, ws))
     for i in range(runs):  # a real edit of one model: exactly its own actions run again
-        edit(mb / "models" / "bert.py", "intermediate_size=512", f"intermediate_size=512, layer_norm_eps=1e-{6 + i}")
+        before = "intermediate_size=512" + (f", layer_norm_eps=1e-{5 + i}" if i else "")  # the last run's edit
+        edit(mb / "models" / "bert.py", before, f"intermediate_size=512, layer_norm_eps=1e-{6 + i}")
         result = full_path(mb)
         result["ran"] = ran(mb)
         rows.setdefault("4 models: real edit of bert, modelbuild", Row()).runs.append(result)

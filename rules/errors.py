@@ -64,6 +64,10 @@ def user_frames(exc: BaseException, workspace: Path) -> str:
             if rel is not None:
                 frame.filename = rel
                 mine.append(frame)
+        if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:  # the line that does not parse has no frame
+            rel = user_file(exc.filename, workspace)
+            if rel is not None:
+                mine.append(traceback.FrameSummary(rel, exc.lineno, "<module>", line=(exc.text or "").strip()))
         frames = mine + frames
         exc = exc.__cause__ or exc.__context__
     if not frames:

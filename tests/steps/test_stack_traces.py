@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from rules.errors import user_frames
 from rules.lib.stack_traces import find_line, frames, line_free
 
 MODULE = '''# moved down
@@ -49,3 +50,15 @@ def test_where_an_op_comes_from_names_the_users_line_as_the_file_has_it(tmp_path
     assert origin(line_free(TRACE), tmp_path) == (
         "your code at models/net.py:11 (return torch.relu(x) + 1), "
         "made at torch/nn/functional.py:1702 (result = torch.relu(input))")
+
+
+def test_a_model_module_that_does_not_parse_is_the_users_code_at_its_line(tmp_path: Path):
+    """A SyntaxError has no frame in the user's file (the import system raised it), so the line is its own."""
+    (tmp_path / "models").mkdir()
+    module = tmp_path / "models" / "bert.py"
+    module.write_text("import torch\nconfig = dict(eps=1e-6, eps=1e-7)\n")
+    try:
+        compile(module.read_text(), str(module), "exec")
+    except SyntaxError as err:
+        shown = user_frames(err, tmp_path)
+    assert shown.splitlines()[1:] == ['  File "models/bert.py", line 2, in <module>', "    config = dict(eps=1e-6, eps=1e-7)"]
