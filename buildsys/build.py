@@ -79,10 +79,17 @@ def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], s
     return targets, labels, planner
 
 
-def make_executor(options: BuildOptions, ruleset: RuleSet, workspace: Workspace) -> Executor:
+def server_imports(ruleset: RuleSet, planner: Planner) -> tuple[str, ...]:
+    """What the local workers' fork server imports: the rule set's worker imports, and the warm-up of
+    each step kind the build plans (StepKind.warm_up), so a build with no lowering pays for none."""
+    steps = {action.step for action in planner.actions.values()}
+    return ruleset.worker_imports + tuple(sorted({ruleset.steps[s].warm_up for s in steps if ruleset.steps[s].warm_up}))
+
+
+def make_executor(options: BuildOptions, ruleset: RuleSet, workspace: Workspace, planner: Planner) -> Executor:
     if options.executor == "local":
         return LocalExecutor(max(1, options.jobs), ruleset.worker, workspace.root, Layout(options.cache_dir).logs,
-                             ruleset.worker_imports)
+                             server_imports(ruleset, planner))
     if options.executor == "ray":
         from .cache.remote import headers_from_env
         from .exec.ray import (
@@ -168,7 +175,7 @@ def build(
         remote = make_remote(options)
         lookup = ActionLookup(ruleset, stores.action_cache, stores.cas, remote)
         scheduler = Scheduler(
-            planner, lookup, make_executor(options, ruleset, workspace), stores.layout,
+            planner, lookup, make_executor(options, ruleset, workspace, planner), stores.layout,
             options.keep_going, on_event, options.explain, options.retry_failed,
         )
         summary.executor = options.executor

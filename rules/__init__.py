@@ -51,7 +51,8 @@ _STEPS = [
     StepKind("export", "rules.steps.export", ExportConfig, _TORCH, weight_metric="nodes"),
     StepKind("quantize", "rules.steps.quantize", QuantizeConfig, _ET + ("numpy", "safetensors")),
     StepKind("decompose", "rules.steps.decompose", DecomposeConfig, _TORCH, weight_metric="nodes"),
-    StepKind("partition", "rules.steps.partition", PartitionConfig, _ET + ("coremltools",)),
+    StepKind("partition", "rules.steps.partition", PartitionConfig, _ET + ("coremltools",),
+             warm_up="rules.lib.warm_lowering"),
     StepKind("coreml_convert", "rules.steps.coreml_convert", CoremlConvertConfig, ("torch", "coremltools")),
     StepKind("coreml_compress", "rules.steps.coreml_compress", CoremlCompressConfig, ("coremltools", "scikit-learn", "numpy")),
     StepKind("onnx_export", "rules.steps.onnx_export", OnnxExportConfig, ("torch", "onnx", "onnxscript")),
@@ -67,7 +68,7 @@ RULESET = RuleSet(
     steps={s.name: s for s in _STEPS},
     worker="rules.worker",
     # What preload() imports (rules/worker.py), and the fork server imports for all local workers.
-    worker_imports=("torch", "executorch.exir", "executorch.kernels.quantized", "rules.lib.warm_lowering"),
+    worker_imports=("torch", "executorch.exir", "executorch.kernels.quantized"),
     rule_roots=("rules",),
     prelude=PRELUDE,
     flags=(Flag("--sign-key", "sign_key", "KEY", "sign release provenance with this ed25519 private key (PEM)",

@@ -1,9 +1,9 @@
 """Long-lived worker processes: each has the toolchain imported once and runs many actions.
 
 Workers are forked from one server process (multiprocessing's forkserver) that imported the rule
-set's worker modules (RuleSet.worker_imports: torch, executorch) once, so a second worker costs a
-fork, not another interpreter importing it all again. The server starts with the first worker and
-ends with the engine.
+set's worker modules (RuleSet.worker_imports: torch, executorch) and the planned steps' warm-ups
+(StepKind.warm_up) once, so a second worker costs a fork, not another interpreter importing it all
+again. The server starts with the first worker and ends with the engine.
 
 A worker that dies mid-action (crash, OOM kill, SIGKILL) fails that action only; the pool
 starts a fresh process for the next one. A worker dies with the engine, however the engine dies:
@@ -42,18 +42,19 @@ def _server(entry: str, imports: tuple[str, ...]) -> tuple[ForkServerContext, in
         return context, forkserver._forkserver._forkserver_pid
 
 
-def stop_server(starting: bool = False) -> None:
+def stop_server() -> None:
     """Stop the fork server, if one runs, and reap it: a build leaves no process behind, and the CPU
     time of its workers (which the server reaped) counts as the engine's children's, as it did when
-    the engine started them itself. starting: a worker is still being started, so the server may be
-    importing still; it has nothing to finish, and is killed rather than waited for."""
+    the engine started them itself. It is killed, not asked to leave: it has nothing to finish (it may
+    even be importing still), and an interpreter with the toolchain loaded takes 0.5-1 s to exit,
+    which every build that ran an action would wait for at its end."""
     from multiprocessing import forkserver, resource_tracker
 
     server = forkserver._forkserver
     with _SERVER_LOCK:
-        if starting and server._forkserver_pid is not None:
+        if server._forkserver_pid is not None:
             os.kill(server._forkserver_pid, signal.SIGKILL)
-        server._stop()  # closes its pipe and waits for it (what CPython's own tests call); a no-op when none runs
+        server._stop()  # closes its pipe and reaps it (what CPython's own tests call); a no-op when none runs
         # multiprocessing started a resource tracker for the workers (they use none): reaped the same way.
         resource_tracker._resource_tracker._stop()
 
@@ -170,12 +171,10 @@ class WorkerPool:
     def shutdown(self) -> None:
         # Idle workers hold nothing worth waiting for (one may still be importing the toolchain
         # after warm()); busy ones only exist when the build is interrupted.
-        starting = False
         for worker in self.workers:
             if worker is not None:
                 if worker.busy is not None:
                     worker.kill()
                 worker.stop(grace=0.5)
-                starting |= worker.process is None
         self.workers = [None] * self.size
-        stop_server(starting)
+        stop_server()

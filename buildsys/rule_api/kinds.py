@@ -38,6 +38,9 @@ class StepKind:
     # A metric of its result that measures how much work the actions reading its outputs will have
     # (a program's op count): of two ready actions, the scheduler starts the heavier first.
     weight_metric: str | None = None
+    # A module the local workers' fork server imports before it forks them, when the build plans an
+    # action of this step: work every process would otherwise repeat once (the partitioner's warm-up).
+    warm_up: str | None = None
 
 
 @dataclass(frozen=True)

@@ -218,3 +218,15 @@ def test_of_two_equal_chains_the_one_with_the_heavier_input_starts_first(b):
     assert b.order(chains) == ["//:light", "//:heavy", "//:light", "//:heavy"]
     shutil.rmtree(b.root / "cache")
     assert b.order(chains, dataclasses.replace(RULES, steps={"upper": weighed})) == ["//:light", "//:heavy", "//:heavy", "//:light"]
+
+
+def test_the_fork_server_imports_the_warm_up_of_a_planned_step_and_no_other(b):
+    """A step kind's warm-up (the partitioner's, 3 s) is paid only by builds that plan that step."""
+    from buildsys.build import server_imports
+
+    warmed = dataclasses.replace(RULES.steps["upper"], warm_up="pkg.warm_up")
+    rules = dataclasses.replace(RULES, worker_imports=("json",), steps={"upper": warmed})
+    for chains, expected in (({"a": [{"text": "x"}]}, ("json", "pkg.warm_up")), ({}, ("json",))):
+        planner, _ = b.plan(chains, rules)
+        b.stores.close()
+        assert server_imports(rules, planner) == expected
