@@ -79,17 +79,24 @@ def load_and_plan(workspace: Workspace, ruleset: RuleSet, patterns: list[str], s
     return targets, labels, planner
 
 
-def server_imports(ruleset: RuleSet, planner: Planner) -> tuple[str, ...]:
-    """What the local workers' fork server imports: the rule set's worker imports, and the warm-up of
-    each step kind the build plans (StepKind.warm_up), so a build with no lowering pays for none."""
-    steps = {action.step for action in planner.actions.values()}
-    return ruleset.worker_imports + tuple(sorted({ruleset.steps[s].warm_up for s in steps if ruleset.steps[s].warm_up}))
+def server_imports(ruleset: RuleSet, planner: Planner) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What the local workers' fork servers import (exec/fork_servers.py): the rule set's light
+    imports, if the build plans a light step, and all its worker imports with the warm-up of each
+    step kind the build plans (StepKind.warm_up), so a build with no lowering pays for none; only
+    the light imports if it plans nothing else."""
+    kinds = [ruleset.steps[s] for s in sorted({action.step for action in planner.actions.values()})]
+    warm_ups = {k.warm_up: k.light for k in kinds if k.warm_up}
+    light = ruleset.light_imports + tuple(w for w in sorted(warm_ups) if warm_ups[w]) if any(k.light for k in kinds) else ()
+    if light and all(k.light for k in kinds):
+        return light, light
+    return light, ruleset.worker_imports + tuple(w for w in sorted(warm_ups) if w not in light)
 
 
 def make_executor(options: BuildOptions, ruleset: RuleSet, workspace: Workspace, planner: Planner) -> Executor:
     if options.executor == "local":
+        light, full = server_imports(ruleset, planner)
         return LocalExecutor(max(1, options.jobs), ruleset.worker, workspace.root, Layout(options.cache_dir).logs,
-                             server_imports(ruleset, planner))
+                             full, light, frozenset(s.name for s in ruleset.steps.values() if s.light))
     if options.executor == "ray":
         from .cache.remote import headers_from_env
         from .exec.ray import (

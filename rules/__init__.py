@@ -48,7 +48,8 @@ _KINDS = [
 ]
 # Each step's module, its config, and the distributions whose versions enter its action key.
 _STEPS = [
-    StepKind("export", "rules.steps.export", ExportConfig, _TORCH, weight_metric="nodes"),
+    StepKind("export", "rules.steps.export", ExportConfig, _TORCH + ("safetensors",), weight_metric="nodes", light=True,
+             warm_up="rules.lib.warm_export"),
     StepKind("quantize", "rules.steps.quantize", QuantizeConfig, _ET + ("numpy", "safetensors")),
     StepKind("decompose", "rules.steps.decompose", DecomposeConfig, _TORCH, weight_metric="nodes"),
     StepKind("partition", "rules.steps.partition", PartitionConfig, _ET + ("coremltools",),
@@ -69,6 +70,7 @@ RULESET = RuleSet(
     worker="rules.worker",
     # What preload() imports (rules/worker.py), and the fork server imports for all local workers.
     worker_imports=("torch", "executorch.exir", "executorch.kernels.quantized"),
+    light_imports=("torch",),  # what export needs: its workers start about 6 s before the others
     rule_roots=("rules",),
     prelude=PRELUDE,
     flags=(Flag("--sign-key", "sign_key", "KEY", "sign release provenance with this ed25519 private key (PEM)",

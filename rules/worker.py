@@ -133,7 +133,9 @@ def run(request: StepRequest, workspace: Path) -> StepReply:
 def preload() -> None:
     """Pay the toolchain's import cost once per worker, not once per action."""
     # Every worker starts from the same state, whatever it runs first: a result must not
-    # depend on which worker ran it (these also register ops and kernels globally).
+    # depend on which worker ran it (these also register ops and kernels globally). A light
+    # worker (StepKind.light) skips this; a light step makes the same bytes in both kinds of
+    # worker (tests/steps/test_light_steps.py).
     os.environ.setdefault("TQDM_DISABLE", "1")
     for module in RULESET.worker_imports:  # torch, executorch.exir, its quantized kernels
         importlib.import_module(module)

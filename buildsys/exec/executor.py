@@ -16,6 +16,11 @@ class Executor(Protocol):
     def free(self) -> int:
         """How many more requests it can start now."""
 
+    def starts_now(self, step: str) -> bool:
+        """Whether an action of this step would start at once, not wait for its worker to get ready
+        (a full local worker while its fork server still imports). Of the actions the scheduler can
+        start, it starts these first."""
+
     def submit(self, request: StepRequest) -> str | None:
         """Start running it; its outputs land in request.out_dir, its log in request.log. Returns the
         worker it went to, by a name of the executor's (a row of the build's --profile), or None."""

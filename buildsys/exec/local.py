@@ -9,17 +9,22 @@ from .pool import WorkerDied, WorkerPool
 
 
 class LocalExecutor:
-    def __init__(self, jobs: int, entry: str, workspace: Path, log_dir: Path, imports: tuple[str, ...] = ()):
-        self.pool = WorkerPool(jobs, entry, workspace, log_dir, imports)
+    def __init__(self, jobs: int, entry: str, workspace: Path, log_dir: Path, imports: tuple[str, ...] = (),
+                 light_imports: tuple[str, ...] = (), light_steps: frozenset[str] = frozenset()):
+        self.pool = WorkerPool(jobs, entry, workspace, log_dir, imports, light_imports)
+        self.light_steps = light_steps
 
     def free(self) -> int:
         return len(self.pool.idle())
+
+    def starts_now(self, step: str) -> bool:
+        return step in self.light_steps or self.pool.full_ready()
 
     def running(self) -> int:
         return len(self.pool.busy())
 
     def submit(self, request: StepRequest) -> str:
-        worker = self.pool.get(self.pool.idle()[0])
+        worker = self.pool.take(request.step in self.light_steps)
         worker.busy = request.action
         worker.send(request.to_wire())
         return f"worker {worker.index}"

@@ -234,6 +234,9 @@ class RayExecutor:
         if self.own_temp:
             shutil.rmtree(self.own_temp, ignore_errors=True)
 
+    def starts_now(self, step: str) -> bool:
+        return True  # every actor runs every step
+
     def free(self) -> int:
         return self.jobs - self.running()
 

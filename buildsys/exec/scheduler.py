@@ -231,7 +231,11 @@ class Scheduler:
         # starts before a last check. Among equal chains, the heavier by its inputs' weight
         # (StepKind.weight_metric): lowering MobileNetV2's 300 ops takes 10 s, a ResNet-18's 100 ops 4 s,
         # and the longest job started last is what keeps one core busy after the other is done.
-        for aid in sorted(self._queued, key=lambda a: (-self._chain.get(a, 0), -self._weight(a))):
+        # Before all that, what can start at once: while the full workers' server imports (6 s), the
+        # light ones run exports rather than a partition waiting for it.
+        starts_now = {step: self.executor.starts_now(step) for step in {self.planner.actions[a].step for a in self._queued}}
+        for aid in sorted(self._queued, key=lambda a: (not starts_now[self.planner.actions[a].step],
+                                                        -self._chain.get(a, 0), -self._weight(a))):
             if not self.executor.free():
                 break
             self._queued.remove(aid)

@@ -77,11 +77,12 @@ def _die_with_parent(parent: int, engine_fd: int) -> None:
         _guard_process_group(engine_fd)
 
 
-def serve(conn: Connection, runner: str, workspace: str) -> None:
+def serve(conn: Connection, runner: str, workspace: str, preload: bool = True) -> None:
     root = Path(workspace)
     sys.path.insert(0, str(root))
     module = importlib.import_module(runner)
-    module.preload()
+    if preload:  # a light worker has what its steps need from its server, and must not import the rest
+        module.preload()
     while True:
         try:
             request = StepRequest.model_validate(conn.recv())
@@ -93,7 +94,7 @@ def serve(conn: Connection, runner: str, workspace: str) -> None:
         conn.send(reply.to_wire())
 
 
-def forked(sock, runner: str, workspace: str, log_path: str, server: int) -> None:
+def forked(sock, runner: str, workspace: str, log_path: str, server: int, preload: bool = True) -> None:
     """A worker forked from the fork server (pool.py), whose imports it shares: its own session, its
     output to its log, dead when the server (its parent, which leaves with the engine) dies."""
     os.setsid()  # a terminal's Ctrl-C reaches only the engine
@@ -115,4 +116,4 @@ def forked(sock, runner: str, workspace: str, log_path: str, server: int) -> Non
     os.environ.update(TQDM_DISABLE="1", PYTHONUNBUFFERED="1")
     fd = sock.detach()
     _die_with_parent(server, fd)
-    serve(Connection(fd), runner, workspace)
+    serve(Connection(fd), runner, workspace, preload)

@@ -41,6 +41,9 @@ class StepKind:
     # A module the local workers' fork server imports before it forks them, when the build plans an
     # action of this step: work every process would otherwise repeat once (the partitioner's warm-up).
     warm_up: str | None = None
+    # It needs only the rule set's light imports (torch): local workers for it are forked while the
+    # rest still imports. Its result must not depend on whether the rest was imported.
+    light: bool = False
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,8 @@ class RuleSet:
     # Modules every worker imports before its first action (its preload's). Local workers are forked
     # from one server process that imported them once, instead of each importing them again.
     worker_imports: tuple[str, ...] = ()
+    # Of those, what the light steps (StepKind.light) need: the first fork server imports these only.
+    light_imports: tuple[str, ...] = ()
     prelude: str = ""  # Starlark source evaluated before every BUILD.models and .star file
     flags: tuple[Flag, ...] = ()
     commands: tuple[Command, ...] = ()

@@ -134,6 +134,26 @@ def drop_unused_outputs(ep) -> int:
 
 
 @contextmanager
+def fork_safe():
+    """Run torch code in a process that forks afterwards (a fork server's warm-up), leaving no thread
+    behind: a child inherits a thread's locks but not the thread, and waits on them forever. So one
+    intra-op thread (OpenMP's team is made at the first parallel region, and libgomp's does not
+    survive a fork) and no tqdm monitor thread (the FX interpreter makes a disabled progress bar, and
+    tqdm starts its monitor for any bar)."""
+    import torch
+    import tqdm
+
+    threads, interval = torch.get_num_threads(), tqdm.tqdm.monitor_interval
+    torch.set_num_threads(1)
+    tqdm.tqdm.monitor_interval = 0
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        tqdm.tqdm.monitor_interval = interval
+
+
+@contextmanager
 def shared_provenance():
     """Within it, copying a node's metadata shares its provenance (`meta["from_node"]`) instead of
     deep-copying it.

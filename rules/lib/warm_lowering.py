@@ -5,31 +5,20 @@ attention, each traced with torch.export) and torch's tables of decomposable ops
 cached for the life of the process. Done here, every worker inherits them instead of paying for
 them in its first partition action.
 
-The server forks after this, so it must leave no thread behind: a child inherits a thread's locks
-but not the thread, and waits on them forever. So one intra-op thread (OpenMP's team is made at
-the first parallel region, and libgomp's does not survive a fork) and no tqdm monitor thread (the
-FX interpreter makes a disabled progress bar, and tqdm starts its monitor for any bar).
+The server forks after this, so it must leave no thread behind (fork_safe).
 """
 import torch
-import tqdm
 from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 from executorch.exir import to_edge_transform_and_lower
 
-from .programs import shared_provenance, sound_decompositions
+from .programs import fork_safe, shared_provenance, sound_decompositions
 
 
 def _warm() -> None:
-    threads, interval = torch.get_num_threads(), tqdm.tqdm.monitor_interval
-    torch.set_num_threads(1)
-    tqdm.tqdm.monitor_interval = 0
-    try:
-        model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
-        with torch.no_grad(), sound_decompositions(), shared_provenance():
-            program = torch.export.export(model, (torch.zeros(1, 4),))
-            to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
-    finally:
-        torch.set_num_threads(threads)
-        tqdm.tqdm.monitor_interval = interval
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU())
+    with fork_safe(), torch.no_grad(), sound_decompositions(), shared_provenance():
+        program = torch.export.export(model, (torch.zeros(1, 4),))
+        to_edge_transform_and_lower(program, partitioner=[XnnpackPartitioner()]).to_executorch()
 
 
 _warm()

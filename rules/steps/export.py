@@ -129,6 +129,14 @@ def export_failure_message(err: Exception, cfg: ExportConfig, workspace) -> str:
     return f"torch.export failed ({type(err).__name__}): {first}{where}{hint}"
 
 
+def record_eager_outputs(ctx, cfg: ExportConfig) -> None:
+    """What the model computes on every case a check may run (lib/eager_outputs.py)."""
+    from ..lib import eager_outputs
+    from .verify import cases
+
+    eager_outputs.record(ctx.workspace, cfg, cases(cfg), ctx.output_path(eager_outputs.FILE))
+
+
 def run(ctx) -> dict:
     cfg: ExportConfig = ctx.config
     model, args, kwargs = prepare(ctx.workspace, cfg)
@@ -136,4 +144,5 @@ def run(ctx) -> dict:
     normalize(ep, ctx.workspace)
     path = ctx.output_path("program.pt2")
     save_program(ep, path)
+    record_eager_outputs(ctx, cfg)
     return {"nodes": sum(1 for n in ep.graph.nodes if n.op == "call_function")}

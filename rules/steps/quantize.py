@@ -378,7 +378,7 @@ def graph_summary(ep) -> dict:
 def run(ctx) -> dict:
     from ..errors import StepError
     from ..lib.quantize_layers import Coverage, conv1d_to_linear, weight_bearing_layers
-    from .export import normalize, prepare
+    from .export import normalize, prepare, record_eager_outputs
 
     cfg: QuantizeConfig = ctx.config
     ex = cfg.export
@@ -401,6 +401,7 @@ def run(ctx) -> dict:
 
     normalize(ep, ctx.workspace)
     save_program(ep, ctx.output_path("program.pt2"))
+    record_eager_outputs(ctx, ex)  # of the float model: what the quantized artifacts are checked against
     after = _tensor_bytes(ep)
     metrics = {
         "scheme": cfg.scheme,

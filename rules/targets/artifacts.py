@@ -2,7 +2,8 @@
 
 Every artifact is verified against its eager model by default (`verify = False` opts out):
 the check is an action like any other, cached by the artifact's digest, and the artifact is
-placed in out/ only once it passes.
+placed in out/ only once it passes. The eager outputs it compares against are recorded by the step
+that exported (or quantized) the model, so they are shared by every artifact made from it.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from ..steps.export import ExportConfig
 from ..steps.onnx_export import OnnxExportConfig
 from ..steps.partition import PartitionConfig
 from ..steps.quantize import DEFAULT_GROUP_SIZE, Calibration, QuantizeConfig, Scheme
+from ..lib.eager_outputs import FILE as EAGER_OUTPUTS
 from ..steps.verify import (
     CASE_NAMES,
     FLOAT_TOLERANCE,
@@ -125,7 +127,7 @@ def export_output(ctx: PlanContext, model: ModelInputs, quantize: Quantization |
     """The model's program: exported, or quantized and exported. Artifacts of one model with
     the same settings share the step: same config, same action."""
     if quantize is None:
-        return ctx.action("export", model.export, dict(model.files), ["program.pt2"]).output("program.pt2")
+        return ctx.action("export", model.export, dict(model.files), ["program.pt2", EAGER_OUTPUTS]).output("program.pt2")
     files = dict(model.files)
     calibration = quantize.calibration
     if calibration.file is not None:  # package-relative in BUILD.models; hashed as an input
@@ -135,7 +137,7 @@ def export_output(ctx: PlanContext, model: ModelInputs, quantize: Quantization |
         export=model.export, scheme=quantize.scheme, per_channel=quantize.per_channel,
         group_size=quantize.group_size, calibration=calibration,
     )
-    action = ctx.action("quantize", config, files, ["program.pt2"])
+    action = ctx.action("quantize", config, files, ["program.pt2", EAGER_OUTPUTS])
     model.quantized = action.metrics()
     return action.output("program.pt2")
 
@@ -151,8 +153,10 @@ def decompose_output(ctx: PlanContext, program: Output, config: DecomposeConfig)
 def verified(
     ctx: PlanContext, decl: ArtifactDecl, model: ModelInputs, artifact: Output, ext: str, fmt: str,
     numeric: bool, backends: list[str] = (), default: Tolerance = FLOAT_TOLERANCE, extra: dict | None = None,
-    compressed: bool = False,
+    compressed: bool = False, source: Output | None = None,
 ) -> Planned:
+    """The artifact, checked. `source` is the program it was made from: the step that made it
+    (export or quantize) recorded the eager outputs a numeric check compares against."""
     tolerance = decl.tolerance or default
     if not decl.verify and decl.verify_cases is not None:
         raise ctx.error("verify_cases has no effect with verify = False")
@@ -168,7 +172,11 @@ def verified(
         model=model.export, format=fmt, numeric=numeric, tolerance=tolerance, backends=list(backends),
         compressed=compressed, cases=cases,
     )
-    inputs = {"artifact": artifact, **model.files, **(extra or {})}
+    if numeric:  # it reads the eager outputs, not the model
+        assert source is not None, "a numeric check needs the step that recorded the eager outputs"
+        inputs = {"artifact": artifact, "eager": Output(source.action, EAGER_OUTPUTS), **(extra or {})}
+    else:  # a structural check, or Core ML's compressed weights in the torch model
+        inputs = {"artifact": artifact, **model.files, **(extra or {})}
     check = ctx.action("verify", config, inputs, ["report.json"])
     return Planned(artifact=artifact, ext=ext, checks=(check.output("report.json"),), providers=(shipped,))
 
@@ -198,12 +206,13 @@ class Pt2Program(ArtifactDecl):
 
 def plan_pt2(decl: Pt2Program, ctx: PlanContext) -> Planned:
     model = ModelInputs(ctx, decl.model)
-    program = export_output(ctx, model, decl.quantize)
+    program = exported = export_output(ctx, model, decl.quantize)
     if decl.decompose is not None:
         program = decompose_output(ctx, program, DecomposeConfig(table=decl.decompose, keep=decl.keep_ops))
     elif decl.keep_ops:
         raise ctx.error('keep_ops needs decompose = "core_aten"')
-    return verified(ctx, decl, model, program, ".pt2", "pt2", numeric=True, default=quantized_tolerance(decl.quantize))
+    return verified(ctx, decl, model, program, ".pt2", "pt2", numeric=True, default=quantized_tolerance(decl.quantize),
+                    source=exported)
 
 
 class ExecutorchProgram(ArtifactDecl):
@@ -234,7 +243,7 @@ def plan_executorch(decl: ExecutorchProgram, ctx: PlanContext) -> Planned:
     numeric = set(names) <= RUNS_ON_LINUX
     return verified(
         ctx, decl, model, action.output("program.pte"), ".pte", "pte", numeric,
-        backends=[DELEGATE_IDS[n] for n in names], default=quantized_tolerance(decl.quantize),
+        backends=[DELEGATE_IDS[n] for n in names], default=quantized_tolerance(decl.quantize), source=program,
     )
 
 
@@ -282,11 +291,11 @@ def plan_onnx(decl: OnnxModel, ctx: PlanContext) -> Planned:
         opset=decl.opset, optimize=decl.optimize, strip_metadata=decl.strip_metadata,
         dynamic_shapes=model.export.dynamic_shapes,
     )
-    program = export_output(ctx, model)
+    program = exported = export_output(ctx, model)
     if decl.decompose:
         program = decompose_output(ctx, program, DecomposeConfig(table=decl.decompose))
     action = ctx.action("onnx_export", config, {"program": program}, ["model.onnx"])
-    return verified(ctx, decl, model, action.output("model.onnx"), ".onnx", "onnx", numeric=True)
+    return verified(ctx, decl, model, action.output("model.onnx"), ".onnx", "onnx", numeric=True, source=exported)
 
 
 class AotiPackage(ArtifactDecl):
@@ -298,6 +307,7 @@ class AotiPackage(ArtifactDecl):
 
 def plan_aoti(decl: AotiPackage, ctx: PlanContext) -> Planned:
     model = ModelInputs(ctx, decl.model)
-    action = ctx.action("aoti", AotiConfig(compile=decl.compile), {"program": export_output(ctx, model)}, ["model.pt2"])
+    program = export_output(ctx, model)
+    action = ctx.action("aoti", AotiConfig(compile=decl.compile), {"program": program}, ["model.pt2"])
     # A source package is built by aoti_load_package on first load (g++), so both kinds run here.
-    return verified(ctx, decl, model, action.output("model.pt2"), ".aoti.pt2", "aoti", numeric=True)
+    return verified(ctx, decl, model, action.output("model.pt2"), ".aoti.pt2", "aoti", numeric=True, source=program)

@@ -1,12 +1,6 @@
 """What the partition step does to lower faster: share node provenance instead of deep-copying it,
-and warm the fork server up with one lowering. Neither may change a byte of a .pte, nor leave the
-server in a state a forked worker cannot run in."""
+which may not change a byte of a .pte. (The fork servers' warm-ups: test_light_steps.py.)"""
 from __future__ import annotations
-
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import torch
 from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
@@ -15,8 +9,6 @@ from torch import nn
 from torch.fx.traceback import NodeSource
 
 from rules.lib.programs import shared_provenance, sound_decompositions
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 class Block(nn.Module):
@@ -47,26 +39,3 @@ def _pte(shared: bool) -> bytes:
 def test_shared_provenance_lowers_to_the_same_bytes_and_is_undone_after():
     assert _pte(shared=True) == _pte(shared=False)
     assert "__deepcopy__" not in vars(NodeSource)
-
-
-def test_the_warm_up_leaves_no_thread_for_a_forked_worker_to_hang_on():
-    """A thread alive at fork holds locks the child inherits without the thread; OpenMP's team and
-    tqdm's monitor are the two a lowering starts. A child forked after the warm-up runs a parallel op."""
-    probe = """
-import os, torch
-before = len(os.listdir("/proc/self/task"))
-threads = torch.get_num_threads()
-import rules.lib.warm_lowering
-assert len(os.listdir("/proc/self/task")) == before, (before, os.listdir("/proc/self/task"))
-assert torch.get_num_threads() == threads
-pid = os.fork()
-if pid == 0:
-    x = torch.randn(512, 512)
-    (x @ x).sum().item()  # intra-op parallel: hangs where a team was inherited
-    os._exit(0)
-assert os.waitpid(pid, 0)[1] == 0
-print("ok")
-"""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=env)
-    assert proc.returncode == 0 and proc.stdout.strip() == "ok", proc.stderr[-2000:]

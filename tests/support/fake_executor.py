@@ -47,6 +47,9 @@ class FakeExecutor:
         self.most_at_once = 0
         self.stopped = False
 
+    def starts_now(self, step: str) -> bool:
+        return True
+
     def free(self) -> int:
         return self.jobs - len(self.done)
 

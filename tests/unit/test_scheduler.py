@@ -51,7 +51,7 @@ class Build:
             previous, ids[name] = None, []
             for config in configs:
                 inputs = {"src": previous.output("out")} if previous else {}
-                previous = planner.add_action(Label.parse(f"//:{name}"), "upper", config, inputs, ("out",))
+                previous = planner.add_action(Label.parse(f"//:{name}"), config.get("kind", "upper"), config, inputs, ("out",))
                 ids[name].append(previous.id)
         return planner, ids
 
@@ -72,10 +72,10 @@ class Build:
                 for name, chain in ids.items()}, state
 
 
-    def order(self, chains: dict[str, list[dict]], rules: RuleSet = RULES) -> list[str]:
+    def order(self, chains: dict[str, list[dict]], rules: RuleSet = RULES, executor=FakeExecutor) -> list[str]:
         """The labels of the actions in the order one worker ran them, given the chains in this order."""
         planner, ids = self.plan(chains, rules)
-        self.executor = FakeExecutor(BEHAVIOURS, 1)
+        self.executor = executor(BEHAVIOURS, 1)
         scheduler = Scheduler(planner, ActionLookup(rules, self.stores.action_cache, self.stores.cas), self.executor,
                               self.stores.layout, False, lambda *_: None)
         try:
@@ -220,13 +220,38 @@ def test_of_two_equal_chains_the_one_with_the_heavier_input_starts_first(b):
     assert b.order(chains, dataclasses.replace(RULES, steps={"upper": weighed})) == ["//:light", "//:heavy", "//:heavy", "//:light"]
 
 
-def test_the_fork_server_imports_the_warm_up_of_a_planned_step_and_no_other(b):
-    """A step kind's warm-up (the partitioner's, 3 s) is paid only by builds that plan that step."""
+def test_what_can_start_at_once_starts_before_what_would_wait_for_its_worker(b):
+    """While the full workers' fork server still imports, a light action (an export, an eager
+    reference) starts before a longer chain whose first step would only wait for it."""
+    class Importing(FakeExecutor):
+        def starts_now(self, step: str) -> bool:
+            return step != "full"
+
+    rules = dataclasses.replace(RULES, steps={**RULES.steps, "full": StepKind("full", "rules.report", UpperConfig, ())})
+    chains = {"long": [{"kind": "full", "behaviour": "upper", "text": "y"}, {"suffix": "!"}, {"suffix": "?"}],
+              "lone": [{"text": "x"}]}
+    assert b.order(chains, rules)[0] == "//:long"
+    shutil.rmtree(b.root / "cache")
+    assert b.order(chains, rules, Importing) == ["//:lone"] + ["//:long"] * 3
+
+
+def test_the_fork_servers_import_the_warm_up_of_a_planned_step_and_no_other(b):
+    """A step kind's warm-up (the partitioner's, 3 s) is paid only by builds that plan that step. A
+    light step's warm-up goes to the light server (whose imports the full one inherits), and a build
+    that plans light steps alone imports nothing more."""
     from buildsys.build import server_imports
 
     warmed = dataclasses.replace(RULES.steps["upper"], warm_up="pkg.warm_up")
-    rules = dataclasses.replace(RULES, worker_imports=("json",), steps={"upper": warmed})
-    for chains, expected in (({"a": [{"text": "x"}]}, ("json", "pkg.warm_up")), ({}, ("json",))):
+    rules = dataclasses.replace(RULES, worker_imports=("json", "csv"), steps={"upper": warmed})
+    for chains, expected in (({"a": [{"text": "x"}]}, ((), ("json", "csv", "pkg.warm_up"))), ({}, ((), ("json", "csv")))):
         planner, _ = b.plan(chains, rules)
         b.stores.close()
         assert server_imports(rules, planner) == expected
+    light = dataclasses.replace(warmed, name="light", light=True, warm_up="pkg.light_warm_up")
+    rules = dataclasses.replace(rules, light_imports=("json",), steps={"upper": warmed, "light": light})
+    for chains, expected in (({"a": [{"kind": "light"}, {"text": "x"}]}, (("json", "pkg.light_warm_up"), ("json", "csv", "pkg.warm_up"))),
+                             ({"a": [{"kind": "light"}]}, (("json", "pkg.light_warm_up"),) * 2),
+                             ({"a": [{"text": "x"}]}, ((), ("json", "csv", "pkg.warm_up")))):
+        planner, _ = b.plan(chains, rules)
+        b.stores.close()
+        assert server_imports(rules, planner) == expected, chains
