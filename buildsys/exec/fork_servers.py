@@ -15,6 +15,7 @@ parent, the first, reaps it, so the CPU time of the workers it reaped counts as 
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import multiprocessing
 import os
@@ -77,7 +78,8 @@ class _Chained(forkserver.ForkServer):
         if self.process is not None:
             self.process.kill()
             self.process.join()  # the first server reaps it, its workers already reaped
-            os.unlink(self._forkserver_address)
+            with contextlib.suppress(OSError):
+                os.unlink(self._forkserver_address)
         if self._forkserver_alive_fd is not None:
             os.close(self._forkserver_alive_fd)
 
@@ -86,11 +88,13 @@ def _serve(listener: socket.socket, alive: socket.socket, imported: socket.socke
            parent: int) -> None:
     """The second server's process: import the rest, say so, then serve forks as the first does."""
     os.setsid()  # a terminal's Ctrl-C reaches only the engine
-    if not worker_main.signal_on_parent_death(signal.SIGKILL) or os.getppid() != parent:
-        os._exit(1)
+    # Dead with the first server (Linux); everywhere, it leaves when the engine's "alive" end closes.
+    if worker_main.signal_on_parent_death(signal.SIGKILL) and os.getppid() != parent:
+        os._exit(1)  # the first died before the signal was armed
     # Held here, the first server's "alive" end would keep it alive after the engine died.
-    os.close(forkserver._forkserver._forkserver_alive_fd)
-    forkserver._forkserver._forkserver_alive_fd = None
+    if forkserver._forkserver._forkserver_alive_fd is not None:
+        os.close(forkserver._forkserver._forkserver_alive_fd)
+        forkserver._forkserver._forkserver_alive_fd = None
     for module in imports:
         try:
             __import__(module)
