@@ -187,7 +187,9 @@ def build(
         )
         summary.executor = options.executor
         try:
-            summary.state = scheduler.run(planner.actions_for(labels))
+            wanted = planner.actions_for(labels)
+            on_progress("planned", len(wanted))
+            summary.state = scheduler.run(wanted)
             if lookup.uploads_pending():
                 on_progress("note", f"uploading to the remote cache ({lookup.uploads_pending()} results to go)")
             lookup.finish_uploads()

@@ -48,6 +48,22 @@ class Label:
         return f"//{self.package}:{self.name}"
 
 
+def absolute(text: str, here: str) -> str:
+    """A pattern or label as typed on the command line, resolved against `here`, the package of the
+    current directory, as Bazel does: `:name` and `name` are targets of that package, `...` is it
+    and everything beneath, `sub:name` and `sub/...` are beneath it. `//...` forms stay as they are."""
+    if text.startswith("//"):
+        return text
+    base = f"//{here}"
+    if text.startswith(":"):
+        return base + text
+    if text == "...":
+        return f"{base}/..." if here else "//..."
+    if ":" in text or "/" in text:
+        return f"{base}/{text}" if here else f"//{text}"
+    return f"{base}:{text}"
+
+
 @dataclass(frozen=True)
 class Pattern:
     """A set of targets: one label, all targets of a package, or all packages beneath a dir."""

@@ -96,7 +96,8 @@ class PlanningContext(PlanContext):
         label = Label.parse(text, self.label.package)
         return self._planner.targets.targets[label], self._planner.planned[label]
 
-    def action(self, step: str, config: BaseModel, inputs: dict[str, Sources | Output], outputs: list[str]) -> Action:
+    def action(self, step: str, config: BaseModel, inputs: dict[str, Sources | Output], outputs: list[str],
+               subject: str | None = None) -> Action:
         kind = self._planner.ruleset.steps.get(step)
         if kind is None:
             known = sorted(self._planner.ruleset.steps)
@@ -105,7 +106,10 @@ class PlanningContext(PlanContext):
         if not isinstance(config, kind.config):
             raise self.error(f"its rule gives the step '{step}' a {type(config).__name__}; that step takes a "
                              f"{kind.config.__name__}")
-        return self._planner.add_action(self.label, step, config.model_dump(mode="json"), inputs, tuple(outputs))
+        action = self._planner.add_action(self.label, step, config.model_dump(mode="json"), inputs, tuple(outputs))
+        if subject is not None and action.subject is None:
+            action.subject = Label.parse(subject, self.label.package)
+        return action
 
 
 class Planner:

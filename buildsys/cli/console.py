@@ -10,6 +10,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     SpinnerColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -29,13 +30,25 @@ def warning(text: str, source: str | None = None) -> str:
     """The one shape of a warning, in the build's summary and in `show`: `WARNING: source: text`."""
     return f"[yellow]WARNING:[/] {escape(source) + ': ' if source else ''}{escape(text)}"
 
+class _OverallOnly(ProgressColumn):
+    """A column for the build's own row: an action's row has no amount done to show (no fake bars)."""
+
+    def __init__(self, column: ProgressColumn):
+        super().__init__()
+        self.column = column
+
+    def render(self, task):
+        return self.column.render(task) if task.fields.get("overall") else Text("")
+
+
 class BuildConsole:
     def __init__(self, console: Console, verbose: bool = False):
         self.console = console
         self.verbose = verbose
+        # The build's row: actions done of those planned; a row per running action: what, and for how long.
         self.progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console, transient=True,
+            SpinnerColumn(), TextColumn("{task.description}"), _OverallOnly(BarColumn()),
+            _OverallOnly(MofNCompleteColumn()), TimeElapsedColumn(), console=console, transient=True,
         )
         self._overall = None
         self._tasks: dict[str, int] = {}
@@ -54,12 +67,13 @@ class BuildConsole:
         if kind == "note":  # what the build does between its actions and its summary
             self.console.print(escape(item), style="dim", soft_wrap=True)
             return
-        if self._overall is None:  # started on the first action: a load error prints alone
+        if kind == "planned":  # loaded and planned: a load error has printed alone
             self.progress.start()
-            self._overall = self.progress.add_task("building", total=None)
+            self._overall = self.progress.add_task("building", total=item, overall=True)
+            return
         if kind == "started":
             action: Action = item
-            self._tasks[action.id] = self.progress.add_task(f"  {action.step} {action.label}", total=None)
+            self._tasks[action.id] = self.progress.add_task(f"  {escape(action.describe())}", total=None)
             return
         outcome: Outcome = item
         task = self._tasks.pop(outcome.action.id, None)
@@ -131,17 +145,22 @@ class BuildConsole:
             self.remote(s)
         warnings = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
         if s.ok and ran == 0:
-            self.console.print(f"[green]{n} targets up to date[/], 0 actions run ({cached} cached){warnings} "
+            self.console.print(f"[green]{_count(n, 'target')} up to date[/], {_count(0, 'action')} run ({cached} cached){warnings} "
                                f"in {s.seconds:.2f}s")
             return
         replayed = s.state.replayed()
         failed_text = f"{failed} failed" + (f" ({replayed} replayed from the failure cache)" if replayed else "")
-        parts = f"{ran} actions run, {cached} cached, {failed_text}" + (f", {skipped} skipped" if skipped else "") + warnings
+        parts = f"{_count(ran, 'action')} run, {cached} cached, {failed_text}" + (f", {skipped} skipped" if skipped else "") + warnings
         if s.ok:
             where = "" if s.executor == "local" else f" on {s.executor}"
-            self.console.print(f"[green]Built {n} targets[/]: {parts}{where} in {s.seconds:.1f}s")
+            self.console.print(f"[green]Built {_count(n, 'target')}[/]: {parts}{where} in {s.seconds:.1f}s")
         else:
             names = escape(", ".join(str(l) for l in s.failed_targets[:10])) + (" ..." if len(s.failed_targets) > 10 else "")
             self.console.print(
-                f"[red]Build failed[/]: {len(s.failed_targets)} of {n} targets failed ({names}); {parts} in {s.seconds:.1f}s"
+                f"[red]Build failed[/]: {len(s.failed_targets)} of {_count(n, 'target')} failed ({names}); {parts} in {s.seconds:.1f}s"
             )
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 target', '2 targets'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

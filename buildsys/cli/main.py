@@ -26,13 +26,28 @@ def _cache_dir(args, workspace: Workspace) -> Path:
     return cache_dir(args.cache_dir, workspace.root)
 
 
+def _here(workspace: Workspace) -> str:
+    """The package of the current directory, which relative labels name ("" at the root)."""
+    try:
+        return Path.cwd().resolve().relative_to(workspace.root.resolve()).as_posix().strip(".")
+    except ValueError:
+        return ""
+
+
+def _patterns(args, workspace: Workspace) -> list[str]:
+    from ..labels import absolute
+
+    here = _here(workspace)
+    return [absolute(text, here) for text in args.patterns] or ["//..."]
+
+
 def cmd_build(args, console: Console) -> int:
     from ..build import BuildOptions
     from .flags import executor_options, remote_options
 
     workspace = Workspace.find()
     options = BuildOptions(
-        patterns=args.patterns or ["//..."],
+        patterns=_patterns(args, workspace),
         cache_dir=_cache_dir(args, workspace),
         jobs=args.jobs,
         keep_going=args.keep_going,
@@ -111,7 +126,7 @@ def cmd_query(args, console: Console) -> int:
         return query_actions(args, workspace, console)
     started_ns, before = time.time_ns(), noop.snapshot(workspace.root) if args.output == "label" else {}
     graph = TargetGraph(workspace, args.ruleset)
-    labels = graph.expand(args.patterns)
+    labels = graph.expand(_patterns(args, workspace))
     if args.deps:
         labels = sorted(set(labels) | {d for l in labels for d in graph.deps(l)})
     if args.output == "label":  # plain lines, for scripts (and one write: rich per line costs 0.3 ms each)
@@ -130,10 +145,12 @@ def cmd_show(args, console: Console) -> int:
     from ..cache.stores import Stores
     from .show import show
 
+    from ..labels import absolute
+
     workspace = Workspace.find()
     stores = Stores(_cache_dir(args, workspace))
     try:
-        return show(workspace, args.ruleset, args.label, stores, console)
+        return show(workspace, args.ruleset, absolute(args.label, _here(workspace)), stores, console)
     finally:
         stores.close()
 
@@ -146,7 +163,7 @@ def query_actions(args, workspace: Workspace, console: Console) -> int:
 
     stores = Stores(_cache_dir(args, workspace))
     try:
-        _, labels, planner = load_and_plan(workspace, args.ruleset, args.patterns, stores)
+        _, labels, planner = load_and_plan(workspace, args.ruleset, _patterns(args, workspace), stores)
         for aid in planner.actions_for(labels):
             action = planner.actions[aid]
             inputs = ", ".join(
@@ -169,7 +186,9 @@ def cmd_clean(args, console: Console) -> int:
     out = default_out(workspace.root)
     if out.exists():
         shutil.rmtree(out)
-    console.print(f"removed {out}")
+        console.print(f"removed {out}")
+    else:
+        console.print(f"nothing to remove: there is no {out}")
     if args.cache:
         cache = _cache_dir(args, workspace)
         # Keep the tracked README of the default cache directory; remove everything else.
@@ -280,18 +299,54 @@ def default_jobs() -> int:
     return max(1, min(cores, kib // (_WORKER_GIB << 20)))
 
 
+def version() -> str:
+    """modelbuild's version and the toolchain's, from package metadata (nothing is imported)."""
+    from importlib import metadata
+
+    def of(name: str) -> str:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    tools = ", ".join(f"{name} {of(name)}" for name in ("torch", "executorch", "coremltools"))
+    return f"modelbuild {of('modelbuild')} (Python {sys.version.split()[0]}; {tools})"
+
+
+class _Version(argparse.Action):
+    """argparse's own would wrap the line to the terminal's width."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version())
+        parser.exit()
+
+
+PATTERNS_HELP = ("//..., //pkg/..., //pkg:all or //pkg:name; relative to the current directory's package: "
+                 ":name, name, ..., sub/... (default //...)")
+
+
 def parser(ruleset: RuleSet) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="modelbuild", description="Build model artifacts declared in BUILD.models files.")
-    p.add_argument("--verbose", "-v", action="store_true", help="tracebacks for errors, full action logs")
-    sub = p.add_subparsers(dest="command", required=True)
+    # Global flags go before or after the subcommand: each subparser knows them too, and leaves
+    # what was given before it alone (SUPPRESS: no default of its own).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                        help="full action logs, and the traceback of an internal error")
+    p = argparse.ArgumentParser(prog="modelbuild", description="Build model artifacts declared in BUILD.models files.",
+                                parents=[common])
+    p.set_defaults(verbose=False)
+    p.add_argument("--version", action=_Version, help="print the versions of modelbuild and the toolchain")
+    sub = _knowing(p.add_subparsers(dest="command", required=True), common)
 
     b = sub.add_parser("build", help="build targets (default //...)")
-    b.add_argument("patterns", nargs="*", help="//..., //pkg/..., //pkg:all or //pkg:name")
+    b.add_argument("patterns", nargs="*", help=PATTERNS_HELP)
     jobs = default_jobs()
     b.add_argument("-j", "--jobs", type=int, default=jobs,
                    help=f"worker processes (default: one per core while each has {_WORKER_GIB} GiB of available memory: {jobs} here)")
     b.add_argument("-k", "--keep-going", action="store_true", help="build what does not depend on a failure")
-    b.add_argument("--cache-dir", help=f"cache location (default: <workspace>/cache, or ${CACHE_ENV})")
+    b.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     b.add_argument("--build-events", metavar="FILE", help="write one JSON line per action to FILE")
     b.add_argument("--profile", metavar="FILE",
                    help="write a Chrome trace of the build to FILE (a row per worker; open it in ui.perfetto.dev)")
@@ -311,35 +366,51 @@ def parser(ruleset: RuleSet) -> argparse.ArgumentParser:
         c.set_defaults(run=lambda args, console, command=command: command.run(args, console, Host(args, console)))
 
 
-    q = sub.add_parser("query", help="list targets matching patterns")
-    q.add_argument("patterns", nargs="+")
+    _inspection_commands(sub, common)
+    return p
+
+
+def _knowing(sub, common: argparse.ArgumentParser):
+    """Subcommands that take the global flags too (after the subcommand's name)."""
+    add = sub.add_parser
+    sub.add_parser = lambda *a, **k: add(*a, parents=[common], **k)
+    return sub
+
+
+CACHE_DIR_HELP = f"the cache (default: <workspace>/cache, or ${CACHE_ENV})"
+
+
+def _inspection_commands(sub, common: argparse.ArgumentParser) -> None:
+    """query, show, clean and cache: the commands that read the workspace and its cache."""
+    q = sub.add_parser("query", help="list targets matching patterns (default //...)")
+    q.add_argument("patterns", nargs="*", help=PATTERNS_HELP)
     q.add_argument("--deps", action="store_true", help="include the transitive dependencies")
-    q.add_argument("--output", choices=["label", "long"], default="long")
+    q.add_argument("--output", choices=["label", "long"], default="long",
+                   help="label: one label per line, for scripts; long (default): kind, label and where it is declared")
     q.add_argument("--actions", action="store_true", help="list the action graph instead (like bazel aquery)")
-    q.add_argument("--cache-dir")
+    q.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     q.set_defaults(run=cmd_query)
 
     s = sub.add_parser("show", help="show what the cache holds for a target: sizes, delegation, verification")
-    s.add_argument("label")
-    s.add_argument("--cache-dir")
+    s.add_argument("label", help="//pkg:name, or :name in the current directory's package")
+    s.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     s.set_defaults(run=cmd_show)
 
     c = sub.add_parser("clean", help="remove out/ (and with --cache, the cache)")
     c.add_argument("--cache", action="store_true", help="also empty the cache")
-    c.add_argument("--cache-dir")
+    c.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     c.set_defaults(run=cmd_clean)
 
     k = sub.add_parser("cache", help="bound the cache (gc) or see what it holds (stats)")
-    ksub = k.add_subparsers(dest="cache_command", required=True)
+    ksub = _knowing(k.add_subparsers(dest="cache_command", required=True), common)
     g = ksub.add_parser("gc", help="remove blobs, least recently used first; never what out/ holds or a running build uses")
     g.add_argument("--max-size", metavar="SIZE", help="shrink the CAS to at most SIZE (500M, 5G, 10GiB)")
     g.add_argument("--older-than", metavar="DAYS", type=float, help="remove blobs unused for more than DAYS days")
-    g.add_argument("--cache-dir")
+    g.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     g.set_defaults(run=cmd_cache_gc)
     t = ksub.add_parser("stats", help="what the cache holds: blobs, sizes, last use, what out/ holds")
-    t.add_argument("--cache-dir")
+    t.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     t.set_defaults(run=cmd_cache_stats)
-    return p
 
 
 _FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
@@ -416,9 +487,7 @@ def main(ruleset: RuleSet, argv: list[str] | None = None) -> int:
     errors = Console(stderr=True, highlight=False, emoji=False)
     try:
         return args.run(args, console)
-    except UserError as err:
-        if args.verbose:
-            errors.print_exception()
+    except UserError as err:  # it says where and what: the engine's traceback would only hide that
         errors.print(f"[bold red]ERROR:[/] {escape(str(err))}", soft_wrap=True)
         return 2
     except KeyboardInterrupt:

@@ -92,7 +92,8 @@ def up_to_date(argv: list[str]) -> int | None:
         lines = [f"{_paint('WARNING:', '33')} {source}: {text}" for source, text in stamp["warnings"]]
         warned = len(lines)
         noted = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
-        lines.append(f"{_paint(str(stamp['targets']) + ' targets up to date', '32')}, 0 actions run "
+        n = stamp["targets"]
+        lines.append(f"{_paint(f'{n} target' + ('' if n == 1 else 's') + ' up to date', '32')}, 0 actions run "
                      f"({stamp['actions']} cached){noted} in {time.monotonic() - start:.2f}s")
     except Exception:  # noqa: BLE001 (no workspace, no stamp, a stamp of another shape: the full path decides)
         return None

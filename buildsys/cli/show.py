@@ -18,7 +18,7 @@ from ..labels import Label
 from ..load.workspace import Workspace
 from ..out_tree import default_out
 from ..planning import Planner
-from ..rule_api import RuleSet
+from ..rule_api import RuleSet, Sources
 from .console import warning
 
 
@@ -36,6 +36,9 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
     target = targets.targets[label]
     planned = planner.planned[label]
     ids = planner.actions_for([label])
+    if not ids:  # a target that builds nothing itself (a model): what it is, and what is built from it
+        console.print(source_target(workspace, ruleset, label, stores))
+        return 0
     found = resolve_cached(planner, ActionLookup(ruleset, stores.action_cache, stores.cas), ids)  # local only
     tree = Tree(f"[bold]{escape(str(label))}[/]  {target.kind}()  [dim]{escape(str(target.location))}[/]")
     if planned.artifact is not None:
@@ -53,23 +56,60 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
         hit = found.get(aid)
         if hit is None or (hit.result is None and hit.failure is None):
             complete = False
-            tree.add(f"[yellow]{action.step}[/]: not in the cache (would run)")
+            tree.add(f"[yellow]{action.step}[/]: not in the cache (would run)  [dim]action {aid[:12]}[/]")
             continue
         if hit.result is None:  # a failure recorded for exactly these inputs
             complete = False
             node = tree.add(f"[red]{action.step}[/]: failed with these inputs (a build replays the failure; "
-                            "--retry-failed reruns it)")
+                            f"--retry-failed reruns it)  [dim]action {aid[:12]}[/]")
             log = stores.cas.path(hit.failure.log) if hit.failure.log and stores.cas.has(hit.failure.log) else None
             node.add(escape(hit.failure.error) + (f"\n[dim]log: {escape(str(log))}[/]" if log else ""))
             continue
         result = hit.result
-        node = tree.add(f"[green]{action.step}[/]: cached, ran in {result.seconds:.2f}s  [dim]key {hit.key[:16]}[/]")
+        # The action's id, as `query --actions` and --build-events name it (its cache key is in --explain).
+        node = tree.add(f"[green]{action.step}[/]: cached, ran in {result.seconds:.2f}s  [dim]action {aid[:12]}[/]")
         for text in result.warnings:
             node.add(warning(text))
         if result.metrics:
             node.add(_report(ruleset, result.metrics))
     console.print(tree)
     return 0 if complete else 1
+
+
+def source_target(workspace: Workspace, ruleset: RuleSet, label: Label, stores: Stores) -> Tree:
+    """A target without actions: its declaration, the files it gives its dependents (with their
+    digests), and each target built from it with its state in the cache."""
+    everything = load_and_plan(workspace, ruleset, ["//..."], stores)[0]
+    users = sorted(everything.graph.predecessors(label)) if label in everything.graph else []
+    targets, _, planner = load_and_plan(workspace, ruleset, [str(label), *map(str, users)], stores)
+    target = targets.targets[label]
+    tree = Tree(f"[bold]{escape(str(label))}[/]  {target.kind}()  [dim]{escape(str(target.location))}[/]")
+    declared = tree.add("declared")
+    for field, value in target.decl.model_dump(mode="json", exclude_defaults=True).items():
+        declared.add(f"{field} = {escape(json.dumps(value))}")
+    for provider in planner.planned[label].providers:
+        for field, value in vars(provider).items():
+            if isinstance(value, Sources):
+                files = tree.add(f"{field}: {len(value.files)} file{'s' if len(value.files) != 1 else ''}")
+                for path, digest in value.files:
+                    files.add(f"{escape(path)}  [dim]sha256:{digest[:16]}[/]")
+    built = tree.add(f"built from it: {len(users)} target{'s' if len(users) != 1 else ''}" if users
+                     else "built from it: nothing")
+    lookup = ActionLookup(ruleset, stores.action_cache, stores.cas)
+    for user in users:
+        ids = planner.actions_for([user])
+        found = resolve_cached(planner, lookup, ids)
+        built.add(f"{escape(str(user))}  {targets.targets[user].kind}()  {_state(found, ids)}")
+    return tree
+
+
+def _state(found: dict[str, Found], ids: list[str]) -> str:
+    """built (every action of it cached with the current inputs), failed, or not built."""
+    if any(found.get(aid) is not None and found[aid].failure is not None for aid in ids):
+        return "[red]failed with the current inputs[/]"
+    if all(found.get(aid) is not None and found[aid].result is not None for aid in ids):
+        return "[green]built[/]"
+    return "[yellow]not built with the current inputs[/]"
 
 
 def resolve_cached(planner: Planner, lookup: ActionLookup, action_ids: list[str]) -> dict[str, Found]:

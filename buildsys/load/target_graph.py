@@ -17,6 +17,11 @@ from .loader import Loader
 from .workspace import Workspace
 
 
+def _listed(names: list[str], most: int = 8) -> str:
+    shown = ", ".join(sorted(names)[:most])
+    return (shown + (f" and {len(names) - most} more" if len(names) > most else "")) if names else "no targets"
+
+
 class TargetGraph:
     def __init__(self, workspace: Workspace, ruleset: RuleSet):
         self.workspace = workspace
@@ -72,9 +77,11 @@ class TargetGraph:
         matched = [t for p in packages for t in self.package(p) if pattern.matches(t.label)]
         if pattern.name is not None and not matched:
             names = [t.label.name for t in self.package(pattern.package)]
-            raise UserError(
-                f"no target '{pattern.name}' in package '//{pattern.package}'{did_you_mean(pattern.name, names)}"
-            )
+            hint = did_you_mean(pattern.name, names) or f"; it has {_listed(names)}"
+            if ":" not in text:  # //pkg means //pkg:pkg, as in Bazel; they may have meant the package
+                hint += (f". To name every target of the package, write //{pattern.package}:all, or "
+                         f"//{pattern.package}/... for it and the packages beneath")
+            raise UserError(f"no target '{pattern.name}' in package '//{pattern.package}'{hint}")
         return matched
 
     def _pattern_deps(self, target: Target) -> Target:

@@ -95,6 +95,8 @@ class Action:
     outputs: tuple[str, ...]
     rule_digest: str
     owners: set[Label] = field(default_factory=set)
+    # What it works on, when that is not its owners: the model a shared export serves. Not in its id.
+    subject: Label | None = None
 
     def output(self, name: str) -> Output:
         assert name in self.outputs, (self.step, name)
@@ -107,6 +109,11 @@ class Action:
     @property
     def label(self) -> Label:
         return min(self.owners)
+
+    def describe(self) -> str:
+        """What it is for, in a line: `export //:transformer (for 4 targets)`, `partition //:a_xnnpack`."""
+        shared = f" (for {len(self.owners)} targets)" if len(self.owners) > 1 else ""
+        return f"{self.step} {self.subject or self.label}{shared}"
 
 
 @dataclass(frozen=True)
@@ -163,5 +170,7 @@ class PlanContext(Protocol):
     def dep(self, text: str) -> tuple[Target, Planned]:
         """A dependency (a label as written, relative to this package): its target and what it planned."""
 
-    def action(self, step: str, config: BaseModel, inputs: dict[str, Sources | Output], outputs: list[str]) -> Action:
-        """Declare an action of a step kind, with that step's config: identical ones are one action."""
+    def action(self, step: str, config: BaseModel, inputs: dict[str, Sources | Output], outputs: list[str],
+               subject: str | None = None) -> Action:
+        """Declare an action of a step kind, with that step's config: identical ones are one action.
+        `subject`, a label: what it works on, shown in progress when several targets share it."""

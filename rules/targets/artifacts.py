@@ -127,7 +127,8 @@ def export_output(ctx: PlanContext, model: ModelInputs, quantize: Quantization |
     """The model's program: exported, or quantized and exported. Artifacts of one model with
     the same settings share the step: same config, same action."""
     if quantize is None:
-        return ctx.action("export", model.export, dict(model.files), ["program.pt2", EAGER_OUTPUTS]).output("program.pt2")
+        return ctx.action("export", model.export, dict(model.files), ["program.pt2", EAGER_OUTPUTS],
+                          subject=model.label).output("program.pt2")
     files = dict(model.files)
     calibration = quantize.calibration
     if calibration.file is not None:  # package-relative in BUILD.models; hashed as an input
@@ -137,7 +138,7 @@ def export_output(ctx: PlanContext, model: ModelInputs, quantize: Quantization |
         export=model.export, scheme=quantize.scheme, per_channel=quantize.per_channel,
         group_size=quantize.group_size, calibration=calibration,
     )
-    action = ctx.action("quantize", config, files, ["program.pt2", EAGER_OUTPUTS])
+    action = ctx.action("quantize", config, files, ["program.pt2", EAGER_OUTPUTS], subject=model.label)
     model.quantized = action.metrics()
     return action.output("program.pt2")
 

@@ -122,7 +122,9 @@ CASES = [
     Case("labels", "malformed_label", 2, r"BUILD\.models:2\b", r"invalid label 'models/m'", GOOD + 'pt2_program(name = "p", model = "models/m")\n'),
     Case("labels", "unknown_target_asked_for", 2, r"'//'", r"no target 'pp' in package '//' \(did you mean 'p'\?\)", args=("build", "//:pp")),
     Case("labels", "pattern_of_nothing_asked_for", 2, r"'//nowhere/\.\.\.'", r"matches no package", args=("build", "//nowhere/...")),
-    Case("labels", "not_a_pattern", 2, r"'nowhere'", r"invalid target pattern 'nowhere'; expected //\.\.\.", args=("build", "nowhere")),
+    Case("labels", "relative_name_of_nothing", 2, r"'nowhere'", r"no target 'nowhere' in package '//'; it has m, p$",
+         args=("build", "nowhere")),  # relative to the current directory's package, as in Bazel
+    Case("labels", "not_a_pattern", 2, r"'//a::b'", r"invalid target name in label '//a::b'", args=("build", "a::b")),
     Case("labels", "release_unknown_label", 2, r"BUILD\.models:3\b", r"depends on '//:pp', which does not exist \(did you mean 'p'\?\)",
          GOOD + PT2 % "m" + 'release(name = "r", artifacts = [":pp"], version = "1.0")\n'),
     Case("labels", "release_pattern_of_nothing", 2, r"BUILD\.models:2\b", r"release\(\) 'r': pattern '//nowhere/\.\.\.' matches no package",

@@ -130,8 +130,12 @@ def test_the_corpus_covers_every_kind():
     assert set(CATEGORIES) == {c.category for c in CASES}
 
 
-def test_verbose_shows_the_traceback(tmp_path: Path):
+def test_verbose_goes_before_or_after_the_command_and_a_user_error_stays_one_message(tmp_path: Path):
+    """--verbose asks for full action logs; a user error already says where and what, so the
+    engine's traceback would only bury it (an internal error keeps its traceback)."""
     (tmp_path / "WORKSPACE.models").write_text("")
     (tmp_path / "BUILD.models").write_text('pt2_program(name = "p", model = ":nope")\n')
-    proc = run_cli(tmp_path, "--verbose", "query", "//...")
-    assert proc.returncode == 2 and "Traceback" in proc.stderr
+    for args in (("--verbose", "query", "//..."), ("query", "//...", "-v"), ("-v", "query")):
+        proc = run_cli(tmp_path, *args)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (args, proc.stderr)
+        assert proc.stderr.count("ERROR:") == 1 and "BUILD.models:1" in proc.stderr and "'//:nope'" in proc.stderr, proc.stderr

@@ -193,7 +193,7 @@ def test_a_commit_takes_the_full_path_and_the_release_names_it(ws):
     before = (ws / "out" / "rel.tar.gz").read_bytes()
     git(ws, "commit", "-q", "--allow-empty", "-m", "second")
     path, proc, _ = run(ws, "build", *TARGETS)
-    assert path == "full" and "1 actions run" in proc.stdout, proc.stdout
+    assert path == "full" and "1 action run" in proc.stdout, proc.stdout
     assert (ws / "out" / "rel.tar.gz").read_bytes() != before
 
 
