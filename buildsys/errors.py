@@ -7,6 +7,7 @@ ValidationError is told in BUILD.models terms by `describe_validation`, never in
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 
 from typing import TYPE_CHECKING
@@ -84,12 +85,23 @@ def describe_validation(exc: ValidationError, model: type[BaseModel]) -> list[st
                 problems.append(f"got an unexpected field '{field}'")
         elif err["type"] == "missing":
             problems.append(f"is missing the required field '{field}'")
+        elif err["type"] in ("literal_error", "enum", "union_tag_invalid"):
+            problems.append(_not_allowed(field, err))
         else:
             got = err.get("input")
             got_text = f" (got {got!r})" if not isinstance(got, dict) and len(repr(got)) < 80 else ""
-            message = err["msg"].removeprefix("Value error, ")
+            message = err["msg"].removeprefix("Value error, ").replace("Input should be ", "expected ", 1)
             problems.append(f"field '{field}': {message}{got_text}" if field else f"{message}{got_text}")
     return problems
+
+
+def _not_allowed(field: str, err: dict) -> str:
+    """A value outside its allowed set, in our words: the value, the closest allowed one, and all of them."""
+    ctx = err.get("ctx", {})
+    got = ctx["tag"] if err["type"] == "union_tag_invalid" else err.get("input")
+    allowed = re.findall(r"'([^']*)'", ctx.get("expected_tags") or ctx.get("expected", ""))
+    where = f"field '{field}'" if field else "a value"
+    return f"{where}: {got!r} is not allowed{did_you_mean(str(got), allowed)}; allowed: {', '.join(allowed)}"
 
 
 def did_you_mean(word: str, choices: list[str] | tuple[str, ...]) -> str:

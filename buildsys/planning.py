@@ -18,7 +18,7 @@ from .cache.stat import FileDigests, ImportScan
 from .digests import digest_json
 from .errors import TargetError, UserError, describe_validation, did_you_mean
 from .labels import Label
-from .load.pysources import imported_names, module_file, python_closure
+from .load.pysources import UNKNOWN, defined_names, imported_names, module_file, python_closure
 from .load.revision import workspace_revision
 from .load.target_graph import TargetGraph
 from .load.workspace import BUILD_FILE
@@ -55,6 +55,13 @@ class PlanningContext(PlanContext):
             rel = module.replace(".", "/")
             raise self.error(f"entry module '{module}' not found: no {rel}.py or {rel}/__init__.py in the workspace")
         return self._planner.sources(self._planner.closure(module), code=True)
+
+    def python_names(self, module: str) -> frozenset[str] | None:
+        """The names a workspace module defines at its top level, read without running it; None
+        when that cannot be known so (a star import, a module __getattr__)."""
+        path = module_file(self._planner.workspace_root, module)
+        names = self._planner.defined(path, module) if path is not None else frozenset({UNKNOWN})
+        return None if UNKNOWN in names else names
 
     def package_dir(self) -> Path:
         return self._planner.workspace_root / self.label.package
@@ -118,6 +125,8 @@ class Planner:
         self.targets = targets
         # Python files' imports, remembered across builds when the cache has an import scan store.
         self.scan = (lambda path, module: scan.names(path, module, imported_names)) if scan else imported_names
+        # And the names they define, remembered the same way (under a key of their own).
+        self.defined = (lambda path, module: scan.names(path, f"{module}#defined", defined_names)) if scan else defined_names
         self.settings = dict(settings or {})
         self.ruleset = ruleset
         self.digests = digests

@@ -54,6 +54,47 @@ def _parse_imports(file: str, module: str, mtime_ns: int, size: int) -> frozense
     return frozenset(names)
 
 
+UNKNOWN = "*"  # what defined_names() holds when a module's names cannot be known without running it
+
+
+def defined_names(path: Path, module: str = "") -> frozenset[str]:
+    """The names a module binds at its top level (functions, classes, assignments, imports,
+    including under a top-level if/try/with/for), read without running it; {UNKNOWN} when they
+    cannot be known that way (a star import, a module __getattr__, a `global` or globals())."""
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except SyntaxError:
+        return frozenset({UNKNOWN})  # the import scan says where
+    if any(isinstance(n, ast.Global) or (isinstance(n, ast.Name) and n.id == "globals") for n in ast.walk(tree)):
+        return frozenset({UNKNOWN})
+    names: set[str] = set()
+    pending = list(tree.body)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+            continue
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*":
+                    return frozenset({UNKNOWN})
+                names.add(alias.asname or alias.name.split(".")[0])
+            continue
+        # What the statement binds itself (an assignment, a walrus, a for or with target, an except name)...
+        simple = not hasattr(node, "body")  # nothing nested in it defines a function's locals
+        heads = [node] if simple else [getattr(node, f) for f in ("target", "items", "name") if getattr(node, f, None)]
+        for head in heads:
+            for part in head if isinstance(head, list) else [head]:
+                if isinstance(part, str):  # except ... as name
+                    names.add(part)
+                    continue
+                names.update(n.id for n in ast.walk(part) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store))
+        # ...and what its blocks at the top level bind (if/try/with/for), not what a function's does.
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            pending.extend(getattr(node, field, []))
+    return frozenset({UNKNOWN}) if "__getattr__" in names else frozenset(names)
+
+
 Scan = Callable[[Path, str], frozenset[str]]  # (file, its module name) -> the names it imports
 
 

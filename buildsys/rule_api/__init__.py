@@ -11,7 +11,7 @@ evaluator, nor the graph library, nor the planner, so a worker reads a request w
 """
 from __future__ import annotations
 
-from ..errors import UserError
+from ..errors import UserError, did_you_mean
 from ..labels import Label
 from ..toolchain import toolchain
 from ..units import human_bytes
@@ -33,5 +33,5 @@ from .wire import FileInput, SourcesInput, StepReply, StepRequest
 __all__ = [
     "METRICS", "Action", "Command", "Declaration", "FileInput", "Flag", "Host", "Label", "Output", "PlanContext", "Planned",
     "Provider", "RuleSet", "Sources", "SourcesInput", "StepKind", "StepReply", "StepRequest", "Target", "TargetKind",
-    "UserError", "human_bytes", "read_ed25519_key", "toolchain",
+    "UserError", "did_you_mean", "human_bytes", "read_ed25519_key", "toolchain",
 ]

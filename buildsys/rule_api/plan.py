@@ -152,6 +152,10 @@ class PlanContext(Protocol):
     def python_module(self, module: str) -> Sources:
         """The module's file and every first-party module it imports, from the workspace root."""
 
+    def python_names(self, module: str) -> frozenset[str] | None:
+        """The names a workspace module defines at its top level, read without running it; None
+        when that cannot be known so (a star import, a module __getattr__)."""
+
     def package_dir(self) -> Path:
         """The target's package directory."""
 

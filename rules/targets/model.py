@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pydantic import Field, field_validator, model_validator
 
-from buildsys.rule_api import Declaration, PlanContext, Planned, Provider, Sources
+from buildsys.rule_api import Declaration, PlanContext, Planned, Provider, Sources, did_you_mean
 
 from ..lib.weights_file import CONVERT, not_safetensors
 from ..values import DimSpec, TensorSpec
@@ -86,6 +86,12 @@ class ModelSources(Provider):
 def plan_model(decl: ModelDecl, ctx: PlanContext) -> Planned:
     """A model builds nothing alone; its dependents export it. It provides its source inputs."""
     sources = ctx.python_module(decl.module)
+    attr = decl.entry.partition(":")[2]
+    names = ctx.python_names(decl.module)
+    if names is not None and attr not in names:  # found now, not when its export runs
+        public = sorted(n for n in names if not n.startswith("_"))
+        raise ctx.error(f"entry '{decl.entry}': module '{decl.module}' defines no '{attr}'"
+                        f"{did_you_mean(attr, public)}; it defines: {', '.join(public) or 'nothing public'}")
     parts = []
     if decl.weights:
         parts.append(ctx.files([decl.weights], "weights file"))

@@ -163,8 +163,8 @@ def test_bad_low_high_is_rejected_at_load_time(tmp_path: Path, case: str):
 
 
 BAD_CASES = {
-    "unknown_case": ('verify_cases = ["example", "maximum"]', r"field 'verify_cases\[1\]': Input should be 'example', "
-                                                           r"'min' or 'max' \(got 'maximum'\)"),
+    "unknown_case": ('verify_cases = ["example", "maximum"]', r"field 'verify_cases\[1\]': 'maximum' is not allowed "
+                                                           r"\(did you mean 'max'\?\); allowed: example, min, max"),
     "no_case": ("verify_cases = []", r"name at least one of example, min, max, or set verify = False"),
     "twice": ('verify_cases = ["max", "max"]', r"names a case twice"),
     "no_dynamic_dims": ('verify_cases = ["max"]', r"verify_cases names 'max', but :fixed has no dynamic dims"),

@@ -233,7 +233,20 @@ def test_validation_errors_speak_of_fields_not_pydantic():
         problems = describe_validation(err, CoremlPackage)
     assert any(p.startswith("got an unexpected field 'verfy_cases' (did you mean 'verify_cases'?); allowed fields: compress, ")
                for p in problems), problems
-    assert "field 'verify': Input should be a valid boolean, unable to interpret input (got 'maybe')" in problems
+    assert "field 'verify': expected a valid boolean, unable to interpret input (got 'maybe')" in problems
+    from rules.targets.artifacts import ExecutorchProgram
+
+    try:
+        ExecutorchProgram.model_validate({"name": "e", "model": ":m", "backends": ["xnpack"]})
+    except ValidationError as err:  # a discriminated union's tag: pydantic says "Input tag ... found using"
+        problems = describe_validation(err, ExecutorchProgram)
+    assert problems == ["field 'backends[0]': 'xnpack' is not allowed (did you mean 'xnnpack'?); "
+                        "allowed: xnnpack, coreml, mps, vulkan"], problems
+    try:
+        CoremlPackage.model_validate({"name": "m", "model": ":m", "verify_cases": ["maximum"]})
+    except ValidationError as err:  # a Literal: pydantic says "Input should be 'example', 'min' or 'max'"
+        problems = describe_validation(err, CoremlPackage)
+    assert problems == ["field 'verify_cases[0]': 'maximum' is not allowed (did you mean 'max'?); allowed: example, min, max"]
     assert str(TargetError("model", "m", "no such file", "BUILD.models:3")) == "BUILD.models:3: model() 'm': no such file"
     assert str(FlagError("--max-size", "'5X'", "expected a size")) == "--max-size '5X': expected a size"
 

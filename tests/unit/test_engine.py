@@ -142,3 +142,18 @@ def test_an_exception_without_a_message_still_gives_a_reason():
 
     assert _reason(ConnectionError()) == "ConnectionError, with no message from Ray"
     assert _reason(RuntimeError("  two\n  lines ")) == "two lines"
+
+
+def test_the_names_a_module_defines_are_read_from_its_source(tmp_path: Path):
+    """An entry's misspelt class is found at load, from the module's source; a module whose names
+    cannot be read that way (a star import, a module __getattr__, globals()) is never refused."""
+    from buildsys.load.pysources import UNKNOWN, defined_names
+
+    module = tmp_path / "m.py"
+    module.write_text("import torch.nn as nn\nfrom x import y as z\ntry:\n    from a import B\nexcept ImportError:\n"
+                      "    B = None\nif True:\n    def f():\n        inner = 1\nclass C:\n    attr = 2\nN, (M, K) = 1, (2, 3)\n")
+    assert defined_names(module) == {"nn", "z", "B", "f", "C", "N", "M", "K"}
+    for dynamic in ("from x import *\n", "def __getattr__(name):\n    pass\n", "globals()['X'] = 1\n",
+                    "def f():\n    global X\n    X = 1\n"):
+        module.write_text(dynamic)
+        assert defined_names(module) == {UNKNOWN}, dynamic
