@@ -24,9 +24,9 @@ def record(workspace: Path, cfg, cases: list[tuple[str, dict]], path: Path) -> N
     from safetensors.torch import save_file
     from torch.utils._pytree import tree_leaves
 
-    from .modelio import example_inputs, load_model
+    from .modelio import example_inputs, load_declared
 
-    model = load_model(workspace, cfg.entry, cfg.init_seed, cfg.weights)
+    model = load_declared(workspace, cfg)
     tensors, counts, ran = {}, {}, set()
     for name, shapes in cases:
         key = json.dumps(shapes, sort_keys=True)

@@ -45,8 +45,10 @@ def example_inputs(inputs: dict[str, TensorSpec], keyword_inputs: dict[str, Tens
     return args, kwargs
 
 
-def load_model(workspace: Path, entry: str, init_seed: int, weights: str | None) -> torch.nn.Module:
-    """Import the entry, call it under a fixed seed, load weights, and put it in eval mode."""
+def load_model(workspace: Path, entry: str, init_seed: int = 0, weights: str | None = None,
+               kwargs: dict | None = None) -> torch.nn.Module:
+    """Import the entry, call it with its kwargs under a fixed seed, load weights, and put it in eval mode."""
+    kwargs = kwargs or {}
     module_name, _, attr = entry.partition(":")
     if str(workspace) not in sys.path:
         sys.path.insert(0, str(workspace))
@@ -60,8 +62,9 @@ def load_model(workspace: Path, entry: str, init_seed: int, weights: str | None)
     if factory is None:
         names = [n for n in dir(module) if not n.startswith("_")]
         raise StepError(f"entry '{entry}': module '{module_name}' has no '{attr}' (it has: {', '.join(names)})")
+    _check_kwargs(factory, entry, kwargs)
     torch.manual_seed(init_seed)
-    model = factory()
+    model = factory(**kwargs)
     if not isinstance(model, torch.nn.Module):
         raise StepError(f"entry '{entry}' returned {type(model).__name__}, not a torch.nn.Module")
     if weights:
@@ -71,6 +74,27 @@ def load_model(workspace: Path, entry: str, init_seed: int, weights: str | None)
                 f"weights {weights} do not fit {entry}: missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
             )
     return model.eval()
+
+
+def load_declared(workspace: Path, cfg) -> torch.nn.Module:
+    """The model as its ExportConfig declares it."""
+    return load_model(workspace, cfg.entry, cfg.init_seed, cfg.weights, cfg.kwargs)
+
+
+def _check_kwargs(factory, entry: str, kwargs: dict) -> None:
+    """model(kwargs = ...) must fit the entry's signature: said as the declaration's mistake."""
+    import inspect
+
+    try:
+        inspect.signature(factory).bind_partial(**kwargs)
+    except ValueError:  # no signature to read (a builtin): the call says
+        return
+    except TypeError as err:
+        try:
+            params = [p for p in inspect.signature(factory).parameters if p != "self"]
+        except ValueError:
+            params = []
+        raise StepError(f"kwargs do not fit entry '{entry}': {err} (it takes: {', '.join(params) or 'no arguments'})") from None
 
 
 def _load_weights(model: torch.nn.Module, path: Path, weights: str, entry: str):

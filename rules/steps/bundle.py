@@ -380,12 +380,12 @@ def _num(value) -> str:
 
 def run(ctx) -> dict:
     from ..errors import StepError
-    from ..lib.modelio import load_model
+    from ..lib.modelio import load_declared
     from .verify import _vanishing, reference_scale
 
     cfg: BundleConfig = ctx.config
     program_path = ctx.input_path("program")
-    model = load_model(ctx.workspace, cfg.model.entry, cfg.model.init_seed, cfg.model.weights)
+    model = load_declared(ctx.workspace, cfg.model)
     cases, repeated, precision = bundle_cases(model, cfg)
     problems = fit_problems(program_path, cases)
     if problems:

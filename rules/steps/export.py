@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import re
 
+from pydantic import JsonValue
+
 from ..lib.programs import save_program
 from ..lib.stack_traces import line_free
 from ..values import DimSpec, Spec, TensorSpec
@@ -10,6 +12,7 @@ from ..values import DimSpec, Spec, TensorSpec
 
 class ExportConfig(Spec):
     entry: str
+    kwargs: dict[str, JsonValue] = {}  # what the entry is called with
     init_seed: int = 0
     inputs: dict[str, TensorSpec]
     keyword_inputs: dict[str, TensorSpec] = {}
@@ -53,9 +56,9 @@ def normalize(ep, workspace) -> None:
 
 def prepare(workspace, cfg: ExportConfig):
     """The eager model, its signature checked against the declared inputs, and those inputs."""
-    from ..lib.modelio import check_signature, example_inputs, load_model
+    from ..lib.modelio import check_signature, example_inputs, load_declared
 
-    model = load_model(workspace, cfg.entry, cfg.init_seed, cfg.weights)
+    model = load_declared(workspace, cfg)
     check_signature(model, cfg.inputs, cfg.keyword_inputs)
     args, kwargs = example_inputs(cfg.inputs, cfg.keyword_inputs)
     return model, args, kwargs

@@ -254,9 +254,9 @@ def compressed_weights_check(ctx, cfg: VerifyConfig) -> dict:
     """Core ML cannot predict here: load the decompressed weights into the torch model instead."""
     from ..coreml.weights_check import compare_compressed_weights
     from ..errors import StepError
-    from ..lib.modelio import example_inputs, load_model
+    from ..lib.modelio import example_inputs, load_declared
 
-    model = load_model(ctx.workspace, cfg.model.entry, cfg.model.init_seed, cfg.model.weights)
+    model = load_declared(ctx.workspace, cfg.model)
     args, kwargs = example_inputs(cfg.model.inputs, cfg.model.keyword_inputs)
     named = {**dict(zip(cfg.model.inputs, args)), **kwargs}
     found = compare_compressed_weights(ctx.input_path("artifact"), model, named, ctx.input_path("reference"))

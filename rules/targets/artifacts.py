@@ -94,7 +94,7 @@ class ModelInputs:
         decl: ModelDecl = target.decl
         weights = f"{target.label.package}/{decl.weights}".lstrip("/") if decl.weights else None
         self.export = ExportConfig(
-            entry=decl.entry, init_seed=decl.init_seed, inputs=decl.inputs, keyword_inputs=decl.keyword_inputs,
+            entry=decl.entry, kwargs=decl.kwargs, init_seed=decl.init_seed, inputs=decl.inputs, keyword_inputs=decl.keyword_inputs,
             dynamic_shapes=decl.dynamic_shapes, strict=decl.strict, weights=weights,
             draft_report=decl.draft_export_report,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, JsonValue, field_validator, model_validator
 
 from buildsys.rule_api import Declaration, PlanContext, Planned, Provider, Sources, did_you_mean
 
@@ -16,6 +16,7 @@ _ENTRY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 class ModelDecl(Declaration):
     entry: str  # "package.module:callable", the callable returns an nn.Module
+    kwargs: dict[str, JsonValue] = {}  # plain values the entry is called with (keyed like every field)
     inputs: dict[str, TensorSpec] = Field(min_length=1)  # positional, in order
     keyword_inputs: dict[str, TensorSpec] = {}
     dynamic_shapes: dict[str, dict[int, DimSpec]] = {}  # input name -> axis -> dim

@@ -1,0 +1,45 @@
+"""model(kwargs = {...}): the entry is called with plain values from BUILD.models, which key its
+actions like any field; kwargs the entry does not take fail its export with what it takes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import build, by_status
+
+NET = '''import torch
+
+
+class Net(torch.nn.Module):
+    def __init__(self, width=4, act="relu"):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, width)
+        self.act = torch.nn.ReLU() if act == "relu" else torch.nn.Tanh()
+
+    def forward(self, x):
+        return self.act(self.fc(x))
+'''
+
+BUILD = '''
+model(name = "narrow", entry = "models.net:Net", inputs = {"x": tensor([2, 4])})
+model(name = "wide", entry = "models.net:Net", inputs = {"x": tensor([2, 4])}, kwargs = {"width": 64, "act": "tanh"})
+model(name = "wrong", entry = "models.net:Net", inputs = {"x": tensor([2, 4])}, kwargs = {"depth": 2})
+pt2_program(name = "narrow_pt2", model = ":narrow")
+pt2_program(name = "wide_pt2", model = ":wide")
+pt2_program(name = "wrong_pt2", model = ":wrong")
+'''
+
+
+def test_kwargs_reach_the_entry_and_key_its_actions(tmp_path: Path):
+    (tmp_path / "WORKSPACE.models").write_text("")
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "__init__.py").write_text("")
+    (tmp_path / "models" / "net.py").write_text(NET)
+    (tmp_path / "BUILD.models").write_text(BUILD)
+    proc, events = build(tmp_path, "//...", extra=("--keep-going", "-j", "1"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert {label for _, label in by_status(events, "ran")} >= {"//:narrow_pt2", "//:wide_pt2"}
+    narrow, wide = (tmp_path / "out" / f"{n}_pt2.pt2" for n in ("narrow", "wide"))
+    assert wide.stat().st_size > narrow.stat().st_size + 4 * 60 * 4  # 64 outputs of 4 floats against 4
+    assert by_status(events, "failed") == {("export", "//:wrong_pt2")}
+    assert ("kwargs do not fit entry 'models.net:Net': got an unexpected keyword argument 'depth' "
+            "(it takes: width, act)") in proc.stdout, proc.stdout
