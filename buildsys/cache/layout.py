@@ -45,6 +45,10 @@ class Layout:
         return self.root / "logs"
 
     @property
+    def failed_logs(self) -> Path:  # the last failure's log of each target and step, by name
+        return self.root / "logs" / "failed"
+
+    @property
     def outputs(self) -> Path:  # per out/ tree, what was placed there (out_tree)
         return self.root / "outputs"
 

@@ -114,6 +114,7 @@ class Scheduler:
         # action's output bad (placing it in out/) answers with the reruns it needs.
         self.on_event = on_event
         self.staging = Staging(layout.tmp, self.cas)
+        self.failed_logs = layout.failed_logs
         self.state = BuildState()
         self._started: dict[str, float] = {}
         self._marks: dict[str, dict[str, float]] = {}  # per action: when it was ready, staged, sent, answered
@@ -319,10 +320,21 @@ class Scheduler:
         return False
 
     def _replay(self, action: Action, key: str, failure: FailureRecord) -> Outcome:
-        log_path = self.cas.path(failure.log) if failure.log and self.cas.has(failure.log) else None
+        log_path = self._readable_log(action, failure.log)
         log = log_path.read_text(errors="replace") if log_path else None
         return Outcome(action, FAILED, key, 0.0, error=failure.error, log=log, show_log=failure.show_log,
                        log_path=log_path, replayed=failure)
+
+    def _readable_log(self, action: Action, digest: str | None) -> Path | None:
+        """A failed action's log where a person finds it: logs/failed/<package>/<name>.<step>.log in the
+        cache, the last failure's of that target and step (the CAS keeps it under its digest)."""
+        if not digest or not self.cas.has(digest):
+            return None
+        label = action.label
+        path = self.failed_logs / (label.package or "_root") / f"{label.name}.{action.step}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.cas.path(digest), path)
+        return path
 
     def _input(self, value, staging: Path, name: str) -> SourcesInput | FileInput:
         if isinstance(value, Sources):
@@ -367,8 +379,7 @@ class Scheduler:
                     ))
                 self._finish(Outcome(
                     action, FAILED, self._keys[aid], seconds, error=reply.error,
-                    log=log_text, show_log=reply.show_log,
-                    log_path=self.cas.path(log_digest) if log_digest else None,
+                    log=log_text, show_log=reply.show_log, log_path=self._readable_log(action, log_digest),
                 ))
                 return False
             outputs = self.staging.ingest(staging, action.outputs)

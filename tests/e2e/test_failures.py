@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -97,6 +98,9 @@ def test_model_error_shows_user_frames_and_keep_going_builds_the_rest(tmp_path: 
     assert "models/broken.py" in output and "(ValueError): expected 3 features, got 4" in output
     assert "check(x)" in output
     assert "site-packages" not in output.split("full log")[0]
+    # The whole log, where a person finds it: by target and step, not by digest.
+    log = re.search(r"full log: (\S+/logs/failed/_root/broken_portable\.export\.log)", output)
+    assert log and "ValueError: expected 3 features, got 4" in Path(log.group(1)).read_text(), output
     # The dependent artifact fails with its model; everything else is built.
     assert ("export", "//:broken_portable") in by_status(events, "failed")
     assert ("partition", "//:broken_portable") in by_status(events, "skipped")
