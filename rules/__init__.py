@@ -9,6 +9,7 @@ from .release.command import VERIFY_RELEASE
 from .release.provenance import signing_key
 from .report import metrics_view
 from .steps.aoti import AotiConfig
+from .steps.budget import BudgetConfig
 from .steps.bundle import BundleConfig
 from .steps.coreml_compress import CoremlCompressConfig
 from .steps.coreml_convert import CoremlConvertConfig
@@ -59,6 +60,7 @@ _STEPS = [
     StepKind("onnx_export", "rules.steps.onnx_export", OnnxExportConfig, ("torch", "onnx", "onnxscript")),
     StepKind("aoti", "rules.steps.aoti", AotiConfig, ("torch",), host_bound=True),
     StepKind("verify", "rules.steps.verify", VerifyConfig, _ET + ("coremltools", "onnxruntime")),
+    StepKind("budget", "rules.steps.budget", BudgetConfig, (), light=True),
     StepKind("bundle", "rules.steps.bundle", BundleConfig, _ET),
     StepKind("release", "rules.steps.release", ReleaseConfig,
              _ET + ("coremltools", "onnx", "onnxscript", "onnxruntime", "cryptography")),

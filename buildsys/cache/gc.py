@@ -14,12 +14,10 @@ work for nobody's benefit, or pull a blob from under a build that is running:
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FlagError
 from .cas import CAS
 from .scratch import DAY_NS, remove_idle_locks
 from .layout import Layout
@@ -27,17 +25,6 @@ from .layout import Layout
 # File times come from a coarse clock that can trail time.time_ns() by a tick: a blob marked just
 # after a build opened the store may carry a slightly earlier time.
 CLOCK_SLACK_NS = 10**9
-_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12,
-          "ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
-
-
-def parse_size(text: str) -> int:
-    """'500M', '1.5GB', '10GiB', '123': decimal units (as sizes are shown), binary with 'i'."""
-    match = _SIZE.match(text)
-    if not match:
-        raise FlagError("--max-size", repr(text), "expected a size such as 500M, 2G, 1.5GB or 10GiB")
-    return int(float(match.group(1)) * _UNITS[(match.group(2) or "").lower()])
 
 
 @dataclass

@@ -222,9 +222,13 @@ def _gc_inputs(args, console: Console):
 
 
 def cmd_cache_gc(args, console: Console) -> int:
-    from ..cache.gc import collect, parse_size
+    from ..cache.gc import collect
+    from ..units import SIZE_EXAMPLES, parse_size
 
-    max_size = parse_size(args.max_size) if args.max_size is not None else None
+    try:
+        max_size = parse_size(args.max_size) if args.max_size is not None else None
+    except ValueError:
+        raise FlagError("--max-size", repr(args.max_size), f"expected a size such as {SIZE_EXAMPLES}") from None
     if max_size is None and args.older_than is None:
         raise UserError("cache gc: say what to remove: --max-size SIZE (e.g. 5G), --older-than DAYS, or both")
     if args.older_than is not None and args.older_than < 0:

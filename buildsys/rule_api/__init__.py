@@ -14,7 +14,7 @@ from __future__ import annotations
 from ..errors import UserError, did_you_mean
 from ..labels import Label
 from ..toolchain import toolchain
-from ..units import human_bytes
+from ..units import human_bytes, parse_size
 from .ed25519 import read_ed25519_key
 from .kinds import Command, Flag, Host, RuleSet, StepKind, TargetKind
 from .plan import (
@@ -33,5 +33,5 @@ from .wire import FileInput, SourcesInput, StepReply, StepRequest
 __all__ = [
     "METRICS", "Action", "Command", "Declaration", "FileInput", "Flag", "Host", "Label", "Output", "PlanContext", "Planned",
     "Provider", "RuleSet", "Sources", "SourcesInput", "StepKind", "StepReply", "StepRequest", "Target", "TargetKind",
-    "UserError", "did_you_mean", "human_bytes", "read_ed25519_key", "toolchain",
+    "UserError", "did_you_mean", "human_bytes", "parse_size", "read_ed25519_key", "toolchain",
 ]

@@ -20,9 +20,11 @@ from buildsys.rule_api import (
     Planned,
     Provider,
     Sources,
+    parse_size,
 )
 
 from ..steps.aoti import AotiConfig
+from ..steps.budget import BudgetConfig
 from ..steps.coreml_compress import Compression, CoremlCompressConfig
 from ..steps.coreml_convert import CoremlConvertConfig
 from ..steps.decompose import DecomposeConfig
@@ -70,6 +72,14 @@ class ArtifactDecl(Declaration):
     verify: bool = True
     tolerance: Tolerance | None = None  # None: the default for the format and scheme
     verify_cases: list[CaseName] | None = None  # numeric cases to run, e.g. ["example", "max"]; None: all
+    max_size: str | None = None  # e.g. "2MB": a larger artifact fails its target (decimal units; "MiB" binary)
+
+    @field_validator("max_size")
+    @classmethod
+    def _max_size(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_size(value)  # its ValueError names the sizes allowed
+        return value
 
     @field_validator("verify_cases")
     @classmethod
@@ -167,8 +177,12 @@ def verified(
         declaration=decl.model_dump(mode="json"), producer=Output(artifact.action, METRICS), quantize=model.quantized,
         numeric=numeric, tolerance=tolerance, cases=cases,
     )
+    budget = ()
+    if decl.max_size is not None:  # a check of its own: it applies with verify = False too
+        config = BudgetConfig(max_bytes=parse_size(decl.max_size), declared=decl.max_size)
+        budget = (ctx.action("budget", config, {"artifact": artifact}, ["report.json"]).output("report.json"),)
     if not decl.verify:
-        return Planned(artifact=artifact, ext=ext, providers=(shipped,))
+        return Planned(artifact=artifact, ext=ext, checks=budget, providers=(shipped,))
     config = VerifyConfig(
         model=model.export, format=fmt, numeric=numeric, tolerance=tolerance, backends=list(backends),
         compressed=compressed, cases=cases,
@@ -179,7 +193,7 @@ def verified(
     else:  # a structural check, or Core ML's compressed weights in the torch model
         inputs = {"artifact": artifact, **model.files, **(extra or {})}
     check = ctx.action("verify", config, inputs, ["report.json"])
-    return Planned(artifact=artifact, ext=ext, checks=(check.output("report.json"),), providers=(shipped,))
+    return Planned(artifact=artifact, ext=ext, checks=(check.output("report.json"), *budget), providers=(shipped,))
 
 
 def verify_cases(ctx: PlanContext, decl: ArtifactDecl, export: ExportConfig, numeric: bool) -> list[str]:

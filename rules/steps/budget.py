@@ -1,0 +1,35 @@
+"""Step `budget`: an artifact's size against the max_size its target declares (a check: the artifact
+is placed in out/ only if it fits)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from buildsys.rule_api import human_bytes
+
+from ..values import Spec
+
+
+class BudgetConfig(Spec):
+    max_bytes: int
+    declared: str  # as written in BUILD.models, e.g. "2MB"
+
+
+def size_on_disk(path: Path) -> int:
+    """A file's bytes, or a directory's (an .mlpackage): what an app ships."""
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
+
+
+def run(ctx) -> dict:
+    from ..errors import StepError
+
+    cfg: BudgetConfig = ctx.config
+    size = size_on_disk(ctx.input_path("artifact"))
+    report = {"bytes": size, "max_bytes": cfg.max_bytes, "declared": cfg.declared}
+    ctx.output_path("report.json").write_text(json.dumps(report, sort_keys=True))
+    if size > cfg.max_bytes:
+        raise StepError(f"the artifact is {human_bytes(size)} ({size:,} bytes), over its max_size = \"{cfg.declared}\" "
+                        f"({cfg.max_bytes:,} bytes) by {human_bytes(size - cfg.max_bytes)}")
+    return {"budget": report}
