@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from ..errors import UserError, describe_validation
 from ..labels import Label
 from ..rule_api import Declaration, RuleSet
+from . import visibility
 from .loader import RawTarget
 
 
@@ -20,4 +21,8 @@ def validate(raw: RawTarget, ruleset: RuleSet) -> Declaration:
         Label.parse(f"//{raw.package}:{decl.name}")
     except UserError as err:
         raise UserError(f"{raw.kind}() has an invalid name: {err.message}", raw.location) from None
+    try:
+        visibility.check(decl.visibility, raw.package)
+    except ValueError as err:
+        raise UserError(f"{raw.kind}() field 'visibility': {err}", raw.location) from None
     return decl

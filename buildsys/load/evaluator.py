@@ -113,11 +113,13 @@ class Evaluator:
             [sl.LibraryExtension.CallStack, sl.LibraryExtension.StructType, sl.LibraryExtension.Print]
         )
         rule_defs = "".join(f"def {kind}(**kwargs):\n    _declare({kind!r}, call_stack(), kwargs)\n\n" for kind in kinds)
+        rule_defs += "def package(**kwargs):\n    _package(call_stack(), kwargs)\n\n"
         self.prelude = sl.parse(_PRELUDE_FILE, rule_defs + prelude)
         self._star_cache: dict[str, sl.FrozenModule] = {}
         self._loading: list[str] = []  # .star files being evaluated, to name a load cycle
         self._current: str | None = None  # package whose BUILD.models is being evaluated
         self._declared: list[RawTarget] = []
+        self._default_visibility: list[str] | None = None  # from package(), for the package being evaluated
         self._raised: UserError | None = None  # the error a builtin raised, as starlark wraps it
         self._checks = 0
         self._deadline = 0.0
@@ -154,7 +156,26 @@ class Evaluator:
     def _declare(self, kind: str, stack: str, kwargs: dict) -> None:
         if self._current is None or self._loading:  # a .star file's top level runs once, for whoever loads it first
             raise UserError(f"{kind}() may only be called while a BUILD.models file is evaluated, not at load time")
-        self._declared.append(RawTarget(kind, dict(kwargs), _location(stack), self._current))
+        attrs = dict(kwargs)
+        if self._default_visibility is not None and "visibility" not in attrs:
+            attrs["visibility"] = list(self._default_visibility)
+        self._declared.append(RawTarget(kind, attrs, _location(stack), self._current))
+
+    def _package(self, stack: str, kwargs: dict) -> None:
+        """package(default_visibility = [...]): settings for the targets of this BUILD.models that
+        it declares after the call (so, as in Bazel, it comes first, once)."""
+        where = _location(stack)
+        if self._current is None or self._loading:
+            raise UserError("package() may only be called in a BUILD.models file, not in a .star file", where)
+        if self._declared or self._default_visibility is not None:
+            raise UserError("package() must come once, before the first target of the BUILD.models file", where)
+        unknown = sorted(set(kwargs) - {"default_visibility"})
+        if unknown:
+            raise UserError(f"package() got an unexpected argument '{unknown[0]}'; it takes: default_visibility", where)
+        value = kwargs.get("default_visibility", [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise UserError("package() default_visibility must be a list of strings such as \"//apps/...\"", where)
+        self._default_visibility = list(value)
 
     def _package_name(self) -> str:
         return self._current or ""
@@ -190,6 +211,7 @@ class Evaluator:
         module = sl.Module()
         module.add_callable("_declare", self._builtin(self._declare))
         module.add_callable("glob", self._builtin(self._glob))
+        module.add_callable("_package", self._builtin(self._package))
         module.add_callable("package_name", self._package_name)
         sl.eval(module, self.prelude, self.globals)
         return module
@@ -253,7 +275,7 @@ class Evaluator:
     def load_package(self, package: str) -> list[RawTarget]:
         path = self.workspace.build_file(package)
         name = self.workspace.rel(path)
-        self._current, self._declared, self._raised = package, [], None
+        self._current, self._declared, self._raised, self._default_visibility = package, [], None, None
         self._checks, self._stopped, self._deadline = 0, "", time.monotonic() + MAX_SECONDS
         try:
             module = self._module()

@@ -12,6 +12,7 @@ import networkx as nx
 from ..errors import Location, TargetError, UserError, did_you_mean
 from ..labels import Label, Pattern
 from ..rule_api import RuleSet, Target
+from . import visibility
 from .declarations import validate
 from .loader import Loader
 from .workspace import Workspace
@@ -112,12 +113,16 @@ class TargetGraph:
                     raise UserError(
                         f"'{label}' depends on '{dep}', but there is no package '//{dep.package}'", target.location
                     )
-                names = [t.label.name for t in self.package(dep.package)]
-                if dep.name not in names:
+                found = {t.label.name: t for t in self.package(dep.package)}
+                if dep.name not in found:
                     raise UserError(
-                        f"'{label}' depends on '{dep}', which does not exist{did_you_mean(dep.name, names)}",
+                        f"'{label}' depends on '{dep}', which does not exist{did_you_mean(dep.name, list(found))}",
                         target.location,
                     )
+                granted = found[dep.name].decl.visibility
+                if not visibility.allows(granted, dep.package, label.package):
+                    refused = visibility.refusal(label, dep, granted, found[dep.name].location)
+                    raise UserError(refused.message, target.location)
                 self.graph.add_edge(label, dep)
                 pending.append(dep)
         try:

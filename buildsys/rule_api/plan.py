@@ -24,6 +24,9 @@ class Declaration(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str
+    # Who may depend on it, as in Bazel (load/visibility.py): public unless it or its package's
+    # package(default_visibility = ...) says otherwise.
+    visibility: list[str] = ["//visibility:public"]
 
     def dep_labels(self) -> list[str]:
         """Labels (as written) of the targets this one depends on."""
