@@ -60,7 +60,7 @@ def cmd_build(args, console: Console) -> int:
         **remote_options(args),
     )
     stamped = not (options.build_events or options.profile or options.explain or options.remote_cache or options.settings
-                   or options.executor != "local")  # each of these asks for more than a summary
+                   or options.executor != "local" or args.announce_rc)  # each of these asks for more than a summary
     started_ns, before = time.time_ns(), noop.snapshot(workspace.root) if stamped else {}
     summary = Host(args, console).run_build(workspace, options)
     if summary.ok and stamped:
@@ -338,11 +338,14 @@ def parser(ruleset: RuleSet) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
                         help="full action logs, and the traceback of an internal error")
+    common.add_argument("--config", action="append", metavar="NAME", default=argparse.SUPPRESS,
+                        help="also apply the 'COMMAND:NAME' lines of .modelbuildrc and ~/.modelbuildrc (repeatable)")
     p = argparse.ArgumentParser(prog="modelbuild", description="Build model artifacts declared in BUILD.models files.",
                                 parents=[common])
-    p.set_defaults(verbose=False)
+    p.set_defaults(verbose=False, config=[])
+    p.commands = {}  # name -> its parser
     p.add_argument("--version", action=_Version, help="print the versions of modelbuild and the toolchain")
-    sub = _knowing(p.add_subparsers(dest="command", required=True), common)
+    sub = _knowing(p.add_subparsers(dest="command", required=True), common, p.commands)
 
     b = sub.add_parser("build", help="build targets (default //...)")
     b.add_argument("patterns", nargs="*", help=PATTERNS_HELP)
@@ -355,6 +358,9 @@ def parser(ruleset: RuleSet) -> argparse.ArgumentParser:
     b.add_argument("--profile", metavar="FILE",
                    help="write a Chrome trace of the build to FILE (a row per worker; open it in ui.perfetto.dev)")
     b.add_argument("--explain", action="store_true", help="say why each action ran (like ninja -d explain)")
+    b.add_argument("--announce-rc", action="store_true",
+                   help="say which options came from .modelbuildrc or ~/.modelbuildrc, and which the command line "
+                        "or the environment overrode")
     b.add_argument("--retry-failed", action="store_true",
                    help="rerun actions that failed before with the same inputs (by default their failure is replayed)")
     for flag in ruleset.flags:
@@ -374,10 +380,18 @@ def parser(ruleset: RuleSet) -> argparse.ArgumentParser:
     return p
 
 
-def _knowing(sub, common: argparse.ArgumentParser):
-    """Subcommands that take the global flags too (after the subcommand's name)."""
+def _knowing(sub, common: argparse.ArgumentParser, registry: dict | None = None):
+    """Subcommands that take the global flags too (after the subcommand's name), kept by name in
+    `registry` (rc files are parsed by each command's own parser)."""
     add = sub.add_parser
-    sub.add_parser = lambda *a, **k: add(*a, parents=[common], **k)
+
+    def add_parser(name, *a, **k):
+        parser = add(name, *a, parents=[common], **k)
+        if registry is not None:
+            registry[name] = parser
+        return parser
+
+    sub.add_parser = add_parser
     return sub
 
 
@@ -476,6 +490,18 @@ def environment_fault(err: OSError | sqlite3.Error, args) -> str | None:
     return None
 
 
+def _apply_rc(args, argv: list[str], commands: dict) -> None:
+    from . import rc
+
+    try:
+        root = Workspace.find().root
+    except UserError:  # outside a workspace: the user's file alone
+        root = None
+    announced = rc.apply(args, argv, commands, root)
+    if getattr(args, "announce_rc", False):
+        rc.announce(announced)
+
+
 def _stop(signum, frame):
     raise KeyboardInterrupt  # SIGTERM (a CI timeout, `kill`) stops the build as Ctrl-C does
 
@@ -484,12 +510,14 @@ def main(ruleset: RuleSet, argv: list[str] | None = None) -> int:
     """The command line, with a rule set: the entry point (modelbuild/__main__.py) wires in the rules."""
     signal.signal(signal.SIGTERM, _stop)
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = parser(ruleset).parse_args(argv)
+    commands = parser(ruleset)
+    args = commands.parse_args(argv)
     args.ruleset, args.argv = ruleset, argv
     # No emoji codes: a label such as //a:b:c must print as written.
     console = Console(stderr=False, highlight=False, emoji=False)
     errors = Console(stderr=True, highlight=False, emoji=False)
     try:
+        _apply_rc(args, argv, commands.commands)
         return args.run(args, console)
     except UserError as err:  # it says where and what: the engine's traceback would only hide that
         errors.print(f"[bold red]ERROR:[/] {escape(str(err))}", soft_wrap=True)

@@ -37,7 +37,9 @@ _ENV_NAMES = ("PYTHONPATH", "SOURCE_DATE_EPOCH")
 def command_key(argv: list[str], cwd: Path) -> str:
     env = {k: v for k, v in os.environ.items() if k.startswith(_ENV_PREFIX) or k in _ENV_NAMES}
     ident = {"version": _VERSION, "argv": list(argv), "cwd": str(cwd), "env": env, "python": sys.version,
-             "executable": sys.executable, "host": os.uname().nodename}
+             "executable": sys.executable, "host": os.uname().nodename,
+             # the user's rc file gives options too (the workspace's is among the workspace's files)
+             "user_rc": _stat(os.path.join(os.path.expanduser("~"), ".modelbuildrc"))}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()
 
 
