@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import UserError, did_you_mean
+from ..errors import FlagError, UserError, did_you_mean
 
 RC_NAME = ".modelbuildrc"
 # Options the environment can also set: there, it comes before the files.
@@ -107,7 +107,7 @@ def apply(args: argparse.Namespace, argv: list[str], commands: dict[str, argpars
     configs = list(getattr(args, "config", []) or [])
     for name in configs:
         if not any(line.command == args.command and line.config == name for line in lines):
-            raise UserError(f"--config {name}: no '{args.command}:{name}' line in {RC_NAME} or ~/{RC_NAME}")
+            raise FlagError("--config", name, f"no '{args.command}:{name}' line in {RC_NAME} or ~/{RC_NAME}")
     parsed = [(line, _parse(commands[line.command], line)) for line in lines]  # every line checked, used or not
     ordered = []
     for path, shown in sources:  # the user's file, then the workspace's; in each, plain lines, then --config's
