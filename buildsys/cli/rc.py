@@ -62,14 +62,15 @@ def read(path: Path, shown: str) -> list[Line]:
     return lines
 
 
-def _explicit(parser: argparse.ArgumentParser, tokens: list[str] | tuple[str, ...]) -> set[str]:
-    """The option dests these tokens set (not their defaults)."""
-    found = set()
+def _explicit(parser: argparse.ArgumentParser, tokens: list[str] | tuple[str, ...]) -> list[str]:
+    """The option dests these tokens set (not their defaults), in the parser's order."""
+    found = []
     for action in parser._actions:
         for option in action.option_strings:
-            if any(t == option or t.startswith(option + "=") or (len(option) == 2 and t.startswith(option)
+            if action.dest not in found and any(
+                    t == option or t.startswith(option + "=") or (len(option) == 2 and t.startswith(option)
                                                                   and not t.startswith("--")) for t in tokens):
-                found.add(action.dest)
+                found.append(action.dest)
     return found
 
 
@@ -90,8 +91,7 @@ def _parse(parser: argparse.ArgumentParser, line: Line) -> dict:
                         f"lists its options", line.where)
     if getattr(namespace, "patterns", None):
         raise UserError(f"an rc file gives options, not targets (got {namespace.patterns[0]!r})", line.where)
-    dests = _explicit(parser, line.tokens) - {"config", "help"}
-    return {dest: getattr(namespace, dest) for dest in dests}
+    return {dest: getattr(namespace, dest) for dest in _explicit(parser, line.tokens) if dest not in ("config", "help")}
 
 
 def apply(args: argparse.Namespace, argv: list[str], commands: dict[str, argparse.ArgumentParser],

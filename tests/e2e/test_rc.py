@@ -32,9 +32,9 @@ def test_each_level_of_precedence_and_a_config_group(tiny_ws: Path, tmp_path: Pa
     proc = cli(tiny_ws, home, "build", "//:mlp_pt2", "--announce-rc", "--config=ci", "--keep-going",
                MODELBUILD_CACHE_DIR=str(tiny_ws / "cache"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stderr.splitlines()[-3:] == [
-        "INFO: .modelbuildrc:1 (build): --keep-going, overridden by the command line",
+    assert sorted(line for line in proc.stderr.splitlines() if line.startswith("INFO:")) == [
         "INFO: .modelbuildrc:1 (build): --cache-dir=elsewhere, overridden by $MODELBUILD_CACHE_DIR",
+        "INFO: .modelbuildrc:1 (build): --keep-going, overridden by the command line",
         "INFO: .modelbuildrc:2 (build:ci): --jobs=1",
     ], proc.stderr
     assert "0 actions run" in proc.stdout and not (tiny_ws / "elsewhere").exists()  # the environment's cache
