@@ -4,7 +4,7 @@ Importing this package loads no toolchain; step modules import torch & co. insid
 """
 from buildsys.rule_api import Flag, RuleSet, StepKind, TargetKind
 
-from .prelude import PRELUDE
+from .prelude import HELPERS, PRELUDE
 from .release.command import VERIFY_RELEASE
 from .release.provenance import signing_key
 from .report import metrics_view
@@ -75,6 +75,7 @@ RULESET = RuleSet(
     light_imports=("torch",),  # what export needs: its workers start about 6 s before the others
     rule_roots=("rules",),
     prelude=PRELUDE,
+    helpers={name: model for name, model, _, _ in HELPERS},
     flags=(Flag("--sign-key", "sign_key", "KEY", "sign release provenance with this ed25519 private key (PEM)",
                 signing_key),),
     commands=(VERIFY_RELEASE,),

@@ -81,10 +81,14 @@ DEFAULT_DEPLOYMENT_TARGET: DeploymentTarget = "iOS17"  # the Core ML delegate's 
 
 
 class XnnpackBackend(Spec):
+    """The XNNPACK delegate (CPU; runs on Linux)."""
+
     backend: Literal["xnnpack"] = "xnnpack"
 
 
 class CoremlBackend(Spec):
+    """The Core ML delegate (Apple devices; lowered here, run on the device)."""
+
     backend: Literal["coreml"] = "coreml"
     compute_units: ComputeUnits = "all"
     precision: Precision = "float16"
@@ -93,11 +97,15 @@ class CoremlBackend(Spec):
 
 # "xnnpack" is shorthand for xnnpack(); the shorthand is expanded before the union is chosen.
 class MpsBackend(Spec):
+    """The MPS delegate (Apple GPUs; lowered here, run on the device)."""
+
     backend: Literal["mps"] = "mps"
     use_fp16: bool = False
 
 
 class VulkanBackend(Spec):
+    """The Vulkan delegate (Android GPUs; lowered here, run on the device)."""
+
     backend: Literal["vulkan"] = "vulkan"
 
 

@@ -179,6 +179,13 @@ def query_actions(args, workspace: Workspace, console: Console) -> int:
     return 0
 
 
+def cmd_help(args, console: Console) -> int:
+    from . import help
+
+    sys.stdout.write("".join(f"{line}\n" for line in help.run(args.ruleset, args.name)))
+    return 0
+
+
 def cmd_clean(args, console: Console) -> int:
     workspace = Workspace.find()
     from ..out_tree import default_out  # out_tree loads the cache's record types: not for query
@@ -418,6 +425,10 @@ def _inspection_commands(sub, common: argparse.ArgumentParser) -> None:
     c.add_argument("--cache", action="store_true", help="also empty the cache")
     c.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     c.set_defaults(run=cmd_clean)
+
+    h = sub.add_parser("help", help="what BUILD.models may call (rules, values, builtins); with a NAME, its fields")
+    h.add_argument("name", nargs="?", help="a rule (executorch_program), a value (tensor) or a builtin (glob)")
+    h.set_defaults(run=cmd_help)
 
     k = sub.add_parser("cache", help="bound the cache (gc) or see what it holds (stats)")
     ksub = _knowing(k.add_subparsers(dest="cache_command", required=True), common)

@@ -7,7 +7,7 @@ set must not import the toolchain: a step module imports it inside run(), which 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Generic, Protocol, TypeVar
 
@@ -87,6 +87,8 @@ class RuleSet:
     # Of those, what the light steps (StepKind.light) need: the first fork server imports these only.
     light_imports: tuple[str, ...] = ()
     prelude: str = ""  # Starlark source evaluated before every BUILD.models and .star file
+    # The prelude's value helpers (`tensor`, `coreml`, ...) and the types they make: `modelbuild help`.
+    helpers: dict[str, type[BaseModel]] = field(default_factory=dict)
     flags: tuple[Flag, ...] = ()
     commands: tuple[Command, ...] = ()
     report: Callable[[dict], "RenderableType"] | None = None  # a step's metrics -> what `show` prints

@@ -23,10 +23,9 @@ class Declaration(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str
-    # Who may depend on it, as in Bazel (load/visibility.py): public unless it or its package's
-    # package(default_visibility = ...) says otherwise.
-    visibility: list[str] = ["//visibility:public"]
+    name: str  # the target's name: //package:name
+    # As in Bazel (load/visibility.py): public unless it or its package's default says otherwise.
+    visibility: list[str] = ["//visibility:public"]  # who may depend on it: "//pkg/...", "//pkg:__pkg__", ...
 
     def dep_labels(self) -> list[str]:
         """Labels (as written) of the targets this one depends on."""

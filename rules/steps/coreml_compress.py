@@ -30,12 +30,16 @@ IOS16_SPEC = 7  # constexpr ops (compressed weights) need iOS16 / macOS13 or lat
 
 
 class LinearQuantization(Spec):
+    """Core ML weight compression to int8, linear (coremltools.optimize)."""
+
     scheme: Literal["linear"] = "linear"
     dtype: Literal["int8"] = "int8"
     granularity: Literal["per_channel"] = "per_channel"
 
 
 class Palettization(Spec):
+    """Core ML weight compression to a palette of 2**nbits values (k-means, coremltools.optimize)."""
+
     scheme: Literal["palettize"] = "palettize"
     nbits: Literal[2, 4, 6, 8]
 

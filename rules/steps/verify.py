@@ -32,8 +32,10 @@ VANISHING_FIX = "load trained weights (model(weights = ...)) to check this model
 
 
 class Tolerance(Spec):
+    """How close an artifact's outputs must be to the eager model's (either bound, or both)."""
+
     min_snr_db: float | None = None  # outputs must be at least this close (signal over error)
-    max_abs_error: float | None = None
+    max_abs_error: float | None = None  # no output element may differ by more
 
 
 FLOAT_TOLERANCE = Tolerance(min_snr_db=60.0)  # what an unquantized artifact must meet

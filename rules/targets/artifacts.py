@@ -216,7 +216,7 @@ class Pt2Program(ArtifactDecl):
 
     decompose: Literal["none", "core_aten"] | None = None  # None: as exported
     keep_ops: list[str] = []  # with decompose = "core_aten": ops to preserve, e.g. "aten.linear.default"
-    quantize: QuantizeOption | None = None
+    quantize: QuantizeOption | None = None  # a scheme name, or quantization(scheme, ...)
 
 
 def plan_pt2(decl: Pt2Program, ctx: PlanContext) -> Planned:
@@ -233,8 +233,8 @@ def plan_pt2(decl: Pt2Program, ctx: PlanContext) -> Planned:
 class ExecutorchProgram(ArtifactDecl):
     """An ExecuTorch .pte: delegated to `backends` in priority order, or portable if none."""
 
-    backends: list[Backend] = []
-    quantize: QuantizeOption | None = None
+    backends: list[Backend] = []  # in priority order; empty: portable kernels only
+    quantize: QuantizeOption | None = None  # a scheme name, or quantization(scheme, ...)
 
 
 def plan_executorch(decl: ExecutorchProgram, ctx: PlanContext) -> Planned:

@@ -15,6 +15,8 @@ _ENTRY = re.compile(r"^[A-Za-z_][\w]*(\.[A-Za-z_][\w]*)*:[A-Za-z_][\w]*$")
 
 
 class ModelDecl(Declaration):
+    """A PyTorch model: a callable in the workspace that returns an nn.Module, and its example inputs."""
+
     entry: str  # "package.module:callable", the callable returns an nn.Module
     kwargs: dict[str, JsonValue] = {}  # plain values the entry is called with (keyed like every field)
     inputs: dict[str, TensorSpec] = Field(min_length=1)  # positional, in order

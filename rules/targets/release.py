@@ -30,6 +30,8 @@ def _is_pattern(text: str) -> bool:
 
 
 class ReleaseDecl(Declaration):
+    """An archive of artifacts with a manifest and provenance, byte-identical across clean builds."""
+
     artifacts: list[str] = Field(min_length=1)  # labels or patterns of artifact targets
     version: str  # shipped in the manifest, e.g. "1.4.0"
     bundle_tests: bool = False  # also ship a .bpte (BundledProgram with the checks) next to each .pte
