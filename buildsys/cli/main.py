@@ -124,6 +124,8 @@ def cmd_query(args, console: Console) -> int:
     workspace = Workspace.find()
     if args.actions:
         return query_actions(args, workspace, console)
+    if args.rdeps or args.affected_since:
+        return query_affected(args, workspace)
     started_ns, before = time.time_ns(), noop.snapshot(workspace.root) if args.output == "label" else {}
     graph = TargetGraph(workspace, args.ruleset)
     labels = graph.expand(_patterns(args, workspace))
@@ -153,6 +155,26 @@ def cmd_show(args, console: Console) -> int:
         return show(workspace, args.ruleset, absolute(args.label, _here(workspace)), stores, console)
     finally:
         stores.close()
+
+
+def query_affected(args, workspace: Workspace) -> int:
+    """--rdeps and --affected-since: labels, one per line, for a CI job to build."""
+    from ..cache.stores import Stores
+    from . import affected
+
+    if args.patterns:
+        raise UserError("--rdeps and --affected-since look at the whole workspace: give no patterns")
+    stores = Stores(_cache_dir(args, workspace))
+    try:
+        universe = affected.Universe(workspace, args.ruleset, stores)
+        found = set(affected.rdeps(universe, args.rdeps, _here(workspace))) if args.rdeps else None
+        if args.affected_since:
+            since = set(affected.affected_since(universe, args.ruleset, args.affected_since))
+            found = since if found is None else found & since
+    finally:
+        stores.close()
+    sys.stdout.write("".join(f"{label}\n" for label in sorted(found)))
+    return 0
 
 
 def query_actions(args, workspace: Workspace, console: Console) -> int:
@@ -413,6 +435,12 @@ def _inspection_commands(sub, common: argparse.ArgumentParser) -> None:
     q.add_argument("--output", choices=["label", "long"], default="long",
                    help="label: one label per line, for scripts; long (default): kind, label and where it is declared")
     q.add_argument("--actions", action="store_true", help="list the action graph instead (like bazel aquery)")
+    q.add_argument("--rdeps", nargs="+", metavar="FILE_OR_LABEL",
+                   help="the targets that read these files (sources, weights, data, BUILD.models, .star) or "
+                        "depend on these targets, and those targets")
+    q.add_argument("--affected-since", metavar="GIT_REV",
+                   help="the targets whose inputs or declarations changed since GIT_REV (committed or not), and "
+                        "every target that depends on one")
     q.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     q.set_defaults(run=cmd_query)
 
