@@ -197,7 +197,7 @@ def test_a_program_loads_in_a_process_that_never_built_its_model(checks):
     registered it with pytree. A worker that did not export the program (the other worker at -j 2,
     or any worker after an export cache hit) must load it all the same."""
     ws, _, results, _ = checks
-    (program,) = results[("export", "//:bert_xnnpack")].outputs.values()
+    program = results[("export", "//:bert_xnnpack")].outputs["program.pt2"]
     blob = ws / "cache" / "cas" / program.digest[:2] / program.digest[2:]
     code = ("import sys; from rules.lib.programs import load_program\n"
             "assert 'transformers' not in sys.modules\n"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import step_request
+from helpers import declared_outputs, step_request
 
 from rules.errors import StepError
 from rules.steps.export import ExportConfig
@@ -52,7 +52,7 @@ def run_step(module: str, config: dict, inputs: dict, output: str, out_dir: Path
 
     out_dir.mkdir(parents=True, exist_ok=True)
     request = {
-        "module": module, "config": config, "label": "//:t", "inputs": inputs, "outputs": [output],
+        "module": module, "config": config, "label": "//:t", "inputs": inputs, "outputs": declared_outputs(module, output),
         "out_dir": str(out_dir), "log": str(out_dir / "log.txt"),
     }
     metrics = importlib.import_module(module).run(StepContext(step_request(request), workspace))

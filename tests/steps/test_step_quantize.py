@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import run_step_request
+from helpers import declared_outputs, run_step_request
 from pydantic import ValidationError
 
 from rules.steps.quantize import QuantizeConfig
@@ -102,7 +102,7 @@ def workspace(tmp_path_factory) -> Path:
 def step(ws: Path, module: str, config: dict, inputs: dict, output: str, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     request = {
-        "module": module, "config": config, "label": "//:t", "inputs": inputs, "outputs": [output],
+        "module": module, "config": config, "label": "//:t", "inputs": inputs, "outputs": declared_outputs(module, output),
         "out_dir": str(out), "log": str(out / "log.txt"),
     }
     return run_step_request(request, ws)

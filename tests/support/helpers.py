@@ -66,6 +66,13 @@ def step_request(fields: dict):
                           **fields, "inputs": {n: typed(v) for n, v in fields["inputs"].items()}})
 
 
+def declared_outputs(module: str, output: str) -> list[str]:
+    """What a step's action declares besides the output a test reads: an export (or a quantize)
+    also records the eager outputs its checks compare against."""
+    recorded = ["outputs.safetensors"] if module in ("rules.steps.export", "rules.steps.quantize") else []
+    return [output, *recorded]
+
+
 def run_step_request(fields: dict, workspace: Path) -> dict:
     """Run one step as a worker does (rules.worker.run); its reply as the dict that crosses the wire."""
     from rules.worker import run
