@@ -201,6 +201,26 @@ def query_actions(args, workspace: Workspace, console: Console) -> int:
     return 0
 
 
+def cmd_graph(args, console: Console) -> int:
+    from ..cache.stores import Stores
+    from . import graph
+
+    workspace = Workspace.find()
+    stores = Stores(_cache_dir(args, workspace))
+    try:
+        nodes, edges = graph.nodes_and_edges(workspace, args.ruleset, _patterns(args, workspace), stores, args.actions)
+    finally:
+        stores.close()
+    patterns = " ".join(args.patterns) or "//..."
+    text = graph.render(args.format, nodes, edges, f"modelbuild graph {patterns}" + (" --actions" if args.actions else ""))
+    if args.output:
+        Path(args.output).write_text(text)
+        console.print(f"wrote {args.output}: {len(nodes)} nodes, {len(edges)} edges")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_help(args, console: Console) -> int:
     from . import help
 
@@ -453,6 +473,15 @@ def _inspection_commands(sub, common: argparse.ArgumentParser) -> None:
     c.add_argument("--cache", action="store_true", help="also empty the cache")
     c.add_argument("--cache-dir", help=CACHE_DIR_HELP)
     c.set_defaults(run=cmd_clean)
+
+    g = sub.add_parser("graph", help="the target graph (or with --actions the action graph), each node's state "
+                                      "from the cache, as dot, mermaid or a self-contained HTML page")
+    g.add_argument("patterns", nargs="*", help=PATTERNS_HELP)
+    g.add_argument("--format", choices=["dot", "mermaid", "html"], default="dot", help="dot (default), mermaid or html")
+    g.add_argument("--actions", action="store_true", help="the action graph of those targets instead")
+    g.add_argument("--output", "-o", metavar="FILE", help="write it to FILE (default: standard output)")
+    g.add_argument("--cache-dir", help=CACHE_DIR_HELP)
+    g.set_defaults(run=cmd_graph)
 
     h = sub.add_parser("help", help="what BUILD.models may call (rules, values, builtins); with a NAME, its fields")
     h.add_argument("name", nargs="?", help="a rule (executorch_program), a value (tensor) or a builtin (glob)")

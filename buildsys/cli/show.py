@@ -30,14 +30,16 @@ def _report(ruleset: RuleSet, metrics: dict):
     return Group(*lines)
 
 
-def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores, console: Console) -> int:
+def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores, console: Console,
+         plan: tuple | None = None) -> int:
+    """`plan`: (target graph, planner) of the whole workspace, when the caller has one (graph)."""
     label = Label.parse(label_text)
-    targets, labels, planner = load_and_plan(workspace, ruleset, [str(label)], stores)
+    targets, _, planner = (plan[0], None, plan[1]) if plan else load_and_plan(workspace, ruleset, [str(label)], stores)
     target = targets.targets[label]
     planned = planner.planned[label]
     ids = planner.actions_for([label])
     if not ids:  # a target that builds nothing itself (a model): what it is, and what is built from it
-        console.print(source_target(workspace, ruleset, label, stores))
+        console.print(source_target(workspace, ruleset, label, stores, plan))
         return 0
     found = resolve_cached(planner, ActionLookup(ruleset, stores.action_cache, stores.cas), ids)  # local only
     tree = Tree(f"[bold]{escape(str(label))}[/]  {target.kind}()  [dim]{escape(str(target.location))}[/]")
@@ -76,12 +78,13 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
     return 0 if complete else 1
 
 
-def source_target(workspace: Workspace, ruleset: RuleSet, label: Label, stores: Stores) -> Tree:
+def source_target(workspace: Workspace, ruleset: RuleSet, label: Label, stores: Stores, plan: tuple | None = None) -> Tree:
     """A target without actions: its declaration, the files it gives its dependents (with their
     digests), and each target built from it with its state in the cache."""
-    everything = load_and_plan(workspace, ruleset, ["//..."], stores)[0]
+    everything = plan[0] if plan else load_and_plan(workspace, ruleset, ["//..."], stores)[0]
     users = sorted(everything.graph.predecessors(label)) if label in everything.graph else []
-    targets, _, planner = load_and_plan(workspace, ruleset, [str(label), *map(str, users)], stores)
+    targets, _, planner = ((plan[0], None, plan[1]) if plan
+                           else load_and_plan(workspace, ruleset, [str(label), *map(str, users)], stores))
     target = targets.targets[label]
     tree = Tree(f"[bold]{escape(str(label))}[/]  {target.kind}()  [dim]{escape(str(target.location))}[/]")
     declared = tree.add("declared")
