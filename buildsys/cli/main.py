@@ -391,8 +391,8 @@ def parser(ruleset: RuleSet) -> argparse.ArgumentParser:
                         help="also apply the 'COMMAND:NAME' lines of .modelbuildrc and ~/.modelbuildrc (repeatable)")
     p = argparse.ArgumentParser(prog="modelbuild", description="Build model artifacts declared in BUILD.models files.",
                                 parents=[common])
-    p.set_defaults(verbose=False, config=[])
-    p.commands = {}  # name -> its parser
+    p.commands = {}  # name -> its parser (main() gives verbose and config their defaults: set_defaults
+    # here would set them on the action objects the subcommands share, and undo a flag given before them)
     p.add_argument("--version", action=_Version, help="print the versions of modelbuild and the toolchain")
     sub = _knowing(p.add_subparsers(dest="command", required=True), common, p.commands)
 
@@ -581,6 +581,7 @@ def main(ruleset: RuleSet, argv: list[str] | None = None) -> int:
     commands = parser(ruleset)
     args = commands.parse_args(argv)
     args.ruleset, args.argv = ruleset, argv
+    args.verbose, args.config = getattr(args, "verbose", False), getattr(args, "config", [])
     # No emoji codes: a label such as //a:b:c must print as written.
     console = Console(stderr=False, highlight=False, emoji=False)
     errors = Console(stderr=True, highlight=False, emoji=False)

@@ -215,7 +215,7 @@ def test_a_target_query_answers_from_its_stamp_until_the_workspace_changes(ws):
 
 
 def test_a_failed_build_leaves_no_stamp(ws):
-    (ws / "models" / "nets.py").write_text("raise RuntimeError('broken on purpose')\n")
+    (ws / "models" / "nets.py").write_text("class TinyMLP:\n    def __init__(self):\n        raise RuntimeError('broken on purpose')\n")
     proc = run_cli(ws, "build", *TARGETS)
     assert proc.returncode == 1
     assert list((ws / "cache" / "stamps").iterdir()) == []
