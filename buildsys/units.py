@@ -9,6 +9,11 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?)?b?\s*$", re.IGNORECASE)
 SIZE_EXAMPLES = "500M, 2MB, 1.5GB or 10GiB"
 
 
+def count(n: int, noun: str) -> str:
+    """'1 target', '2 targets'."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def parse_size(text: str) -> int:
     """'500M', '1.5GB', '10GiB', '123': decimal units (as sizes are shown), binary with 'i'.
     ValueError names what is allowed."""

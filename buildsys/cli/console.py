@@ -20,7 +20,7 @@ from rich.text import Text
 from ..build import BuildSummary
 from ..exec.scheduler import CACHED, FAILED, RAN, SKIPPED, Outcome
 from ..rule_api import Action
-from ..units import human_bytes
+from ..units import count, human_bytes
 
 _LOG_TAIL = 40
 
@@ -143,24 +143,19 @@ class BuildConsole:
                                + escape(", ".join(str(p) for p in s.removed)), soft_wrap=True)
         if s.remote is not None:
             self.remote(s)
-        warnings = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
+        warnings = f", {count(warned, 'warning')}" if warned else ""
         if s.ok and ran == 0:
-            self.console.print(f"[green]{_count(n, 'target')} up to date[/], {_count(0, 'action')} run ({cached} cached){warnings} "
+            self.console.print(f"[green]{count(n, 'target')} up to date[/], {count(0, 'action')} run ({cached} cached){warnings} "
                                f"in {s.seconds:.2f}s")
             return
         replayed = s.state.replayed()
         failed_text = f"{failed} failed" + (f" ({replayed} replayed from the failure cache)" if replayed else "")
-        parts = f"{_count(ran, 'action')} run, {cached} cached, {failed_text}" + (f", {skipped} skipped" if skipped else "") + warnings
+        parts = f"{count(ran, 'action')} run, {cached} cached, {failed_text}" + (f", {skipped} skipped" if skipped else "") + warnings
         if s.ok:
             where = "" if s.executor == "local" else f" on {s.executor}"
-            self.console.print(f"[green]Built {_count(n, 'target')}[/]: {parts}{where} in {s.seconds:.1f}s")
+            self.console.print(f"[green]Built {count(n, 'target')}[/]: {parts}{where} in {s.seconds:.1f}s")
         else:
             names = escape(", ".join(str(l) for l in s.failed_targets[:10])) + (" ..." if len(s.failed_targets) > 10 else "")
             self.console.print(
-                f"[red]Build failed[/]: {len(s.failed_targets)} of {_count(n, 'target')} failed ({names}); {parts} in {s.seconds:.1f}s"
+                f"[red]Build failed[/]: {len(s.failed_targets)} of {count(n, 'target')} failed ({names}); {parts} in {s.seconds:.1f}s"
             )
-
-
-def _count(n: int, noun: str) -> str:
-    """'1 target', '2 targets'."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -18,8 +18,7 @@ from rich.console import Console
 from ..build import load_and_plan
 from ..cache.lookup import ActionLookup
 from ..errors import UserError
-from ..out_tree import default_out
-from .show import resolve_cached, show
+from .show import resolve_cached, show, target_state
 
 COLORS = {"built": "#c8e6c9", "stale": "#fff3c4", "failed": "#ffcdd2", "never built": "#e0e0e0", "source": "#bbdefb"}
 
@@ -52,24 +51,12 @@ def nodes_and_edges(workspace, ruleset, patterns: list[str], stores, actions: bo
     plan = (targets, planner)
     for label in sorted(closure):
         ids = planner.actions_for([label])
-        state = _state(workspace, planner, label, ids, found)
+        state = target_state(workspace, planner, label, ids, found)
         out = io.StringIO()
         show(workspace, ruleset, str(label), stores, Console(file=out, width=110, color_system=None), plan)
         nodes[str(label)] = (str(label), targets.targets[label].kind, state, out.getvalue())
         edges += [(str(dep), str(label)) for dep in targets.graph.successors(label) if dep in closure]
     return nodes, edges
-
-
-def _state(workspace, planner, label, ids: list[str], found) -> str:
-    if not ids:
-        return "source"
-    if any(found.get(a) is not None and found[a].failure is not None for a in ids):
-        return "failed"
-    if all(found.get(a) is not None and found[a].result is not None for a in ids):
-        return "built"
-    planned = planner.planned[label]
-    path = default_out(workspace.root) / label.package / f"{label.name}{planned.ext}"
-    return "stale" if planned.artifact is not None and path.exists() else "never built"
 
 
 def dot(nodes: dict, edges: list) -> str:

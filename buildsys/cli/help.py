@@ -83,7 +83,7 @@ def _default(info) -> str:
     value = info.default if info.default is not PydanticUndefined else info.default_factory()
     if isinstance(value, BaseModel):
         return "its defaults"
-    return "default " + repr(value).replace("'", '"').replace("True", "True")
+    return "default " + repr(value).replace("'", '"')
 
 
 def summary(cls: type) -> str:

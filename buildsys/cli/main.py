@@ -18,7 +18,7 @@ from ..cache.layout import CACHE_ENV, cache_dir
 from ..errors import FlagError, UserError
 from ..load.workspace import Workspace
 from ..rule_api import RuleSet
-from ..units import human_bytes
+from ..units import count, human_bytes
 from . import noop
 
 
@@ -289,15 +289,15 @@ def cmd_cache_gc(args, console: Console) -> int:
     finally:
         stores.close()
         stores.cas.close()
-    console.print(f"removed {_count(r.removed, 'blob')} ({human_bytes(r.removed_bytes)}) from {stores.cas.root} "
-                  f"in {time.monotonic() - began:.2f}s; {_count(r.kept, 'blob')} ({human_bytes(r.kept_bytes)}) remain",
+    console.print(f"removed {count(r.removed, 'blob')} ({human_bytes(r.removed_bytes)}) from {stores.cas.root} "
+                  f"in {time.monotonic() - began:.2f}s; {count(r.kept, 'blob')} ({human_bytes(r.kept_bytes)}) remain",
                   soft_wrap=True)
     if r.stamps_removed:
-        console.print(f"removed {_count(r.stamps_removed, 'no-op stamp')} of commands not run lately", soft_wrap=True)
-    kept = [f"{_count(r.held, 'blob')} ({human_bytes(r.held_bytes)}) that out/ holds"] if r.held else []
+        console.print(f"removed {count(r.stamps_removed, 'no-op stamp')} of commands not run lately", soft_wrap=True)
+    kept = [f"{count(r.held, 'blob')} ({human_bytes(r.held_bytes)}) that out/ holds"] if r.held else []
     if r.in_use:
-        kept.append(f"{_count(r.in_use, 'blob')} ({human_bytes(r.in_use_bytes)}) used "
-                    + (f"since the {_count(r.builds_running, 'running build')} started" if r.builds_running
+        kept.append(f"{count(r.in_use, 'blob')} ({human_bytes(r.in_use_bytes)}) used "
+                    + (f"since the {count(r.builds_running, 'running build')} started" if r.builds_running
                        else "in the last seconds"))
     if kept:
         console.print(f"kept whatever the limits: {'; '.join(kept)}", soft_wrap=True)
@@ -305,10 +305,6 @@ def cmd_cache_gc(args, console: Console) -> int:
         console.print(f"[yellow]the cache stays above --max-size {human_bytes(max_size)}[/]: what remains is held by "
                       f"out/ or in use", soft_wrap=True)
     return 0
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def cmd_cache_stats(args, console: Console) -> int:
@@ -327,9 +323,9 @@ def cmd_cache_stats(args, console: Console) -> int:
         return "-" if ns is None else f"{hours:.1f} hours ago" if hours < 48 else f"{hours / 24:.1f} days ago"
 
     console.print(f"cache {stores.dir}", soft_wrap=True)
-    console.print(f"  CAS: {_count(s.blobs, 'blob')}, {human_bytes(s.blob_bytes)}; least recently used {age(s.oldest_use_ns)}, "
+    console.print(f"  CAS: {count(s.blobs, 'blob')}, {human_bytes(s.blob_bytes)}; least recently used {age(s.oldest_use_ns)}, "
                   f"most recently {age(s.newest_use_ns)}", soft_wrap=True)
-    console.print(f"  held by out/: {_count(s.held, 'blob')}, {human_bytes(s.held_bytes)}")
+    console.print(f"  held by out/: {count(s.held, 'blob')}, {human_bytes(s.held_bytes)}")
     console.print(f"  action cache: {entries} entries")
     for name, size in s.parts.items():
         console.print(f"  {name}/: {human_bytes(size)}")
@@ -343,7 +339,7 @@ _WORKER_GIB = 2  # a worker exporting and lowering a mid-size model peaks near 1
 
 def default_jobs() -> int:
     """One worker per core this process may use, fewer if the memory available now cannot hold them."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpucount() or 1
     try:
         with open("/proc/meminfo") as meminfo:
             kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))

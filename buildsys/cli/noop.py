@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ..cache.layout import Layout, cache_dir
 from ..load.workspace import Workspace, walked
+from ..units import count
 
 _VERSION = 1
 _RACY_NS = 2_000_000_000
@@ -93,9 +94,8 @@ def up_to_date(argv: list[str]) -> int | None:
             return None
         lines = [f"{_paint('WARNING:', '33')} {source}: {text}" for source, text in stamp["warnings"]]
         warned = len(lines)
-        noted = f", {warned} warning{'s' if warned != 1 else ''}" if warned else ""
-        n = stamp["targets"]
-        lines.append(f"{_paint(f'{n} target' + ('' if n == 1 else 's') + ' up to date', '32')}, 0 actions run "
+        noted = f", {count(warned, 'warning')}" if warned else ""
+        lines.append(f"{_paint(count(stamp['targets'], 'target') + ' up to date', '32')}, 0 actions run "
                      f"({stamp['actions']} cached){noted} in {time.monotonic() - start:.2f}s")
     except Exception:  # noqa: BLE001 (no workspace, no stamp, a stamp of another shape: the full path decides)
         return None

@@ -19,6 +19,7 @@ from ..load.workspace import Workspace
 from ..out_tree import default_out
 from ..planning import Planner
 from ..rule_api import RuleSet, Sources
+from ..units import count
 from .console import warning
 
 
@@ -93,26 +94,34 @@ def source_target(workspace: Workspace, ruleset: RuleSet, label: Label, stores: 
     for provider in planner.planned[label].providers:
         for field, value in vars(provider).items():
             if isinstance(value, Sources):
-                files = tree.add(f"{field}: {len(value.files)} file{'s' if len(value.files) != 1 else ''}")
+                files = tree.add(f"{field}: {count(len(value.files), 'file')}")
                 for path, digest in value.files:
                     files.add(f"{escape(path)}  [dim]sha256:{digest[:16]}[/]")
-    built = tree.add(f"built from it: {len(users)} target{'s' if len(users) != 1 else ''}" if users
-                     else "built from it: nothing")
+    built = tree.add(f"built from it: {count(len(users), 'target')}" if users else "built from it: nothing")
     lookup = ActionLookup(ruleset, stores.action_cache, stores.cas)
     for user in users:
         ids = planner.actions_for([user])
         found = resolve_cached(planner, lookup, ids)
-        built.add(f"{escape(str(user))}  {targets.targets[user].kind}()  {_state(found, ids)}")
+        state = target_state(workspace, planner, user, ids, found)
+        built.add(f"{escape(str(user))}  {targets.targets[user].kind}()  [{_STYLE[state]}]{state}[/]")
     return tree
 
 
-def _state(found: dict[str, Found], ids: list[str]) -> str:
-    """built (every action of it cached with the current inputs), failed, or not built."""
+_STYLE = {"built": "green", "failed": "red", "stale": "yellow", "never built": "yellow", "source": "blue"}
+
+
+def target_state(workspace: Workspace, planner: Planner, label: Label, ids: list[str], found: dict[str, Found]) -> str:
+    """In the cache, with the current inputs: built (every action cached), failed, stale (not
+    built, though out/ holds an older artifact) or never built; a target without actions is a source."""
+    if not ids:
+        return "source"
     if any(found.get(aid) is not None and found[aid].failure is not None for aid in ids):
-        return "[red]failed with the current inputs[/]"
+        return "failed"
     if all(found.get(aid) is not None and found[aid].result is not None for aid in ids):
-        return "[green]built[/]"
-    return "[yellow]not built with the current inputs[/]"
+        return "built"
+    planned = planner.planned[label]
+    path = default_out(workspace.root) / label.package / f"{label.name}{planned.ext}"
+    return "stale" if planned.artifact is not None and path.exists() else "never built"
 
 
 def resolve_cached(planner: Planner, lookup: ActionLookup, action_ids: list[str]) -> dict[str, Found]:
