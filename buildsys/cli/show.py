@@ -82,10 +82,9 @@ def show(workspace: Workspace, ruleset: RuleSet, label_text: str, stores: Stores
 def source_target(workspace: Workspace, ruleset: RuleSet, label: Label, stores: Stores, plan: tuple | None = None) -> Tree:
     """A target without actions: its declaration, the files it gives its dependents (with their
     digests), and each target built from it with its state in the cache."""
-    everything = plan[0] if plan else load_and_plan(workspace, ruleset, ["//..."], stores)[0]
-    users = sorted(everything.graph.predecessors(label)) if label in everything.graph else []
-    targets, _, planner = ((plan[0], None, plan[1]) if plan
-                           else load_and_plan(workspace, ruleset, [str(label), *map(str, users)], stores))
+    # The whole workspace, planned once: what depends on the target, and their actions.
+    targets, planner = plan if plan else load_and_plan(workspace, ruleset, ["//..."], stores)[::2]
+    users = sorted(targets.graph.predecessors(label)) if label in targets.graph else []
     target = targets.targets[label]
     tree = Tree(f"[bold]{escape(str(label))}[/]  {target.kind}()  [dim]{escape(str(target.location))}[/]")
     declared = tree.add("declared")
