@@ -53,6 +53,7 @@ class BuildSummary:
     state: BuildState
     failed_targets: list[Label] = field(default_factory=list)
     placed: dict[Label, Path] = field(default_factory=dict)
+    companions: dict[Label, list[Path]] = field(default_factory=dict)  # files placed beside an artifact
     seconds: float = 0.0
     store_warnings: list[str] = field(default_factory=list)  # bad records dropped, corrupt blobs healed
     removed: list[Path] = field(default_factory=list)  # stale outputs removed from out/
@@ -121,8 +122,9 @@ def make_remote(options: BuildOptions):
 class _Placement:
     """A target's artifact goes to out/ once it and all its checks have succeeded."""
 
-    def __init__(self, planner: Planner, labels: list[Label], out: OutTree, placed: dict[Label, Path]):
-        self.planner, self.out, self.placed = planner, out, placed
+    def __init__(self, planner: Planner, labels: list[Label], out: OutTree, placed: dict[Label, Path],
+                 companions: dict[Label, list[Path]]):
+        self.planner, self.out, self.placed, self.companions = planner, out, placed, companions
         self.waiting_on = {l: planner.planned[l].required_actions() for l in labels if planner.planned[l].artifact}
         self.needed_by: dict[str, list[Label]] = {}
         for label, actions in self.waiting_on.items():
@@ -142,12 +144,14 @@ class _Placement:
 
     def _place(self, label: Label, outcomes: dict[str, Outcome]) -> list[Rerun]:
         planned = self.planner.planned[label]
-        outcome = outcomes[planned.artifact.action]
-        try:
-            self.placed[label], _ = self.out.place(label, planned.ext, outcome.result.outputs[planned.artifact.name])
-        except CorruptBlob as bad:  # removed from the CAS: run its producer again, then place it
-            return [Rerun([planned.artifact.action], f"blob {str(bad)[:16]}, the artifact of {label},",
-                          f"the artifact's blob {bad} stayed corrupt after its producer ran again")]
+        placed = []
+        for ext, output in [(planned.ext, planned.artifact), *planned.companions]:
+            try:
+                placed.append(self.out.place(label, ext, outcomes[output.action].result.outputs[output.name])[0])
+            except CorruptBlob as bad:  # removed from the CAS: run its producer again, then place it
+                return [Rerun([output.action], f"blob {str(bad)[:16]}, an output of {label},",
+                              f"the blob {bad} stayed corrupt after its producer ran again")]
+        self.placed[label], self.companions[label] = placed[0], placed[1:]
         return []
 
     def unplaced(self) -> list[Label]:
@@ -169,7 +173,7 @@ def build(
         targets, labels, planner = load_and_plan(workspace, ruleset, options.patterns, stores, options.settings)
         out = OutTree(out_dir, stores.cas, stores.digests, stores.layout.outputs)
         summary = BuildSummary(labels, BuildState())
-        placement = _Placement(planner, labels, out, summary.placed)
+        placement = _Placement(planner, labels, out, summary.placed, summary.companions)
 
         def on_event(kind: str, item) -> list[Rerun]:
             reruns = []
@@ -200,7 +204,7 @@ def build(
                 summary.remote, summary.remote_url, summary.remote_warnings = remote.stats, remote.url, remote.warnings
         if options.profile is not None:
             write_profile(options.profile, list(summary.state.outcomes.values()))
-        summary.removed = out.remove_stale({l: p.ext for l, p in planner.planned.items() if p.artifact},
+        summary.removed = out.remove_stale({l: p.exts() for l, p in planner.planned.items() if p.artifact},
                                            options.patterns, targets.all_packages)
         summary.store_warnings = stores.warnings + summary.state.healed
         summary.failed_targets = placement.unplaced()

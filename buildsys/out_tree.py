@@ -128,18 +128,18 @@ class OutTree:
             f.write(json.dumps(entry, sort_keys=True) + "\n")
         self._logged[entry["path"]] = entry
 
-    def remove_stale(self, artifacts: Mapping[Label, str], patterns: Iterable[str],
+    def remove_stale(self, artifacts: Mapping[Label, list[str]], patterns: Iterable[str],
                      packages: Callable[[], Iterable[str]]) -> list[Path]:
         """Remove the outputs earlier builds placed that no declared target owns now; returns their paths.
 
-        artifacts: the ext of every target this build planned with an artifact; patterns: what the
+        artifacts: the exts of every target this build planned with an artifact; patterns: what the
         build asked for; packages: lists every package of the workspace. An output is removed only when
         this build knows every target that could own it: its package is gone, or a pattern covers
         the whole package (//..., //pkg/..., //pkg:all), or its target now puts its artifact elsewhere.
         A build of single labels leaves the rest of their packages' outputs alone (Bazel never removes
         outputs; ninja's cleandead removes what its whole manifest no longer names).
         """
-        owned = {self.path(label, ext) for label, ext in artifacts.items()}
+        owned = {self.path(label, ext) for label, exts in artifacts.items() for ext in exts}
         whole = [p for p in map(Pattern.parse, patterns) if p.name is None]
         existing: set[str] | None = None
         removed: list[Path] = []

@@ -32,6 +32,12 @@ from .targets.artifacts import (
     plan_onnx,
     plan_pt2,
 )
+from .steps.llm.export import LlmExportConfig
+from .steps.llm.inspect import LlmInspectConfig
+from .steps.llm.lower import LlmLowerConfig
+from .steps.llm.tokenizer import LlmTokenizerConfig
+from .steps.llm.verify import LlmVerifyConfig
+from .targets.llm import LlmProgram, plan_llm
 from .targets.model import ModelDecl, plan_model
 from .targets.release import ReleaseDecl, plan_release
 
@@ -45,6 +51,7 @@ _KINDS = [
     TargetKind("coreml_package", CoremlPackage, plan_coreml),
     TargetKind("onnx_model", OnnxModel, plan_onnx),
     TargetKind("aoti_package", AotiPackage, plan_aoti),
+    TargetKind("llm_program", LlmProgram, plan_llm),
     TargetKind("release", ReleaseDecl, plan_release),
 ]
 # Each step's module, its config, and the distributions whose versions enter its action key.
@@ -62,6 +69,11 @@ _STEPS = [
     StepKind("verify", "rules.steps.verify", VerifyConfig, _ET + ("coremltools", "onnxruntime")),
     StepKind("budget", "rules.steps.budget", BudgetConfig, (), light=True),
     StepKind("bundle", "rules.steps.bundle", BundleConfig, _ET),
+    StepKind("llm_inspect", "rules.steps.llm.inspect", LlmInspectConfig, ("torch", "transformers", "safetensors"), light=True),
+    StepKind("llm_tokenizer", "rules.steps.llm.tokenizer", LlmTokenizerConfig, ("tokenizers",), light=True),
+    StepKind("llm_export", "rules.steps.llm.export", LlmExportConfig, _ET + ("transformers", "safetensors")),
+    StepKind("llm_lower", "rules.steps.llm.lower", LlmLowerConfig, _ET),
+    StepKind("llm_verify", "rules.steps.llm.verify", LlmVerifyConfig, _ET + ("tokenizers", "safetensors")),
     StepKind("release", "rules.steps.release", ReleaseConfig,
              _ET + ("coremltools", "onnx", "onnxscript", "onnxruntime", "cryptography")),
 ]

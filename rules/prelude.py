@@ -27,7 +27,7 @@ HELPERS: list[tuple[str, type[BaseModel], list[str], list[str]]] = [
     ("coreml", CoremlBackend, [], ["compute_units", "precision", "minimum_deployment_target"]),
     ("quantization", Quantization, ["scheme"], ["per_channel", "group_size", "calibration"]),
     ("calibration", Calibration, [], ["samples", "seed", "file"]),
-    ("tolerance", Tolerance, [], ["min_snr_db", "max_abs_error"]),
+    ("tolerance", Tolerance, [], ["min_snr_db", "max_abs_error", "min_token_agreement"]),
     ("linear_quantize", LinearQuantization, [], []),
     ("palettize", Palettization, ["nbits"], []),
 ]

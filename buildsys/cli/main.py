@@ -65,7 +65,7 @@ def cmd_build(args, console: Console) -> int:
     summary = Host(args, console).run_build(workspace, options)
     if summary.ok and stamped:
         noop.write(args.argv, Path.cwd(), workspace.root, options.cache_dir, before, started_ns, summary.read,
-                   list(summary.placed.values()), len(summary.targets), len(summary.state.outcomes),
+                   [*summary.placed.values(), *(p for ps in summary.companions.values() for p in ps)], len(summary.targets), len(summary.state.outcomes),
                    [(_source(outcome), text) for outcome, text in summary.state.warnings()])
     else:
         noop.forget(args.argv, Path.cwd(), workspace.root, options.cache_dir)

@@ -133,13 +133,21 @@ class Planned:
     ext: str = ""  # out/<package>/<name><ext>
     checks: tuple[Output, ...] = ()
     providers: tuple[Provider, ...] = ()
+    # Files placed beside the artifact, at out/<package>/<name><ext>: (ext, output). A language
+    # model ships its .pte with a weights file and a tokenizer; they pass or fail together.
+    companions: tuple[tuple[str, Output], ...] = ()
 
     def get(self, kind: type[P]) -> P | None:
         """The provider of this type, or None if the target gives none."""
         return next((p for p in self.providers if isinstance(p, kind)), None)
 
     def required_actions(self) -> set[str]:
-        return ({self.artifact.action} if self.artifact else set()) | {c.action for c in self.checks}
+        own = {self.artifact.action} if self.artifact else set()
+        return own | {c.action for c in self.checks} | {o.action for _, o in self.companions}
+
+    def exts(self) -> list[str]:
+        """Where the target's files go in out/: the artifact's ext, then its companions'."""
+        return [self.ext, *(ext for ext, _ in self.companions)] if self.artifact else []
 
 
 class PlanContext(Protocol):

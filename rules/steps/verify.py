@@ -36,6 +36,7 @@ class Tolerance(Spec):
 
     min_snr_db: float | None = None  # outputs must be at least this close (signal over error)
     max_abs_error: float | None = None  # no output element may differ by more
+    min_token_agreement: float | None = None  # language models: the share of greedy tokens that must match eager
 
 
 FLOAT_TOLERANCE = Tolerance(min_snr_db=60.0)  # what an unquantized artifact must meet

@@ -194,7 +194,8 @@ def test_the_rules_are_split_by_when_their_code_runs():
     from rules import RULESET
 
     rules = sources("rules")
-    steps = {f"rules.steps.{p.stem}" for p in (REPO / "rules" / "steps").glob("*.py") if p.stem != "__init__"}
+    steps = {".".join(p.relative_to(REPO).with_suffix("").parts) for p in (REPO / "rules" / "steps").rglob("*.py")
+             if p.stem != "__init__"}  # rules/steps/llm/export.py: the step rules.steps.llm.export
     assert {s.module for s in RULESET.steps.values()} == steps
     in_targets = {n: sorted(m for m in imports(p) if m.split(".")[0] in RULE_TOOLCHAIN)
                   for n, p in rules.items() if n.startswith("rules.targets")}

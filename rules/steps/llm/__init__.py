@@ -1,0 +1,1 @@
+"""The steps of a language-model program: inspect, tokenizer, export, lower, verify."""

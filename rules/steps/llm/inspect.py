@@ -1,0 +1,52 @@
+"""Step `llm_inspect`: what a language model is, read before any work on it (model.json).
+
+It refuses, with the reason, an entry that is not a causal LM (or, for seq2seq, not an
+encoder-decoder) and a max_seq_len above the model's position limit. Every other step of the
+program reads its output, so a refusal stops the target before anything else runs.
+"""
+from __future__ import annotations
+
+import json
+
+from ...values import Spec
+from ..export import ExportConfig
+
+
+class LlmInspectConfig(Spec):
+    model: ExportConfig
+    max_seq_len: int
+    max_context_len: int
+    seq2seq: bool = False
+
+
+def _facts(model) -> dict:
+    from ...lib.llm.causal_lm import position_limit, text_config
+
+    config = text_config(model)
+    eos = getattr(model.generation_config, "eos_token_id", None) if model.generation_config else None
+    return {
+        "class": type(model).__name__,
+        "vocab_size": int(getattr(config, "vocab_size")),
+        "position_limit": position_limit(model),
+        "eos_ids": [eos] if isinstance(eos, int) else list(eos or []),
+        "bos_id": getattr(model.generation_config, "bos_token_id", None) if model.generation_config else None,
+        "decoder_start_id": getattr(model.config, "decoder_start_token_id", None),
+    }
+
+
+def run(ctx) -> dict:
+    from ...errors import StepError
+    from ...lib.llm.causal_lm import require_causal_lm, require_seq2seq
+    from ...lib.modelio import load_declared
+
+    cfg: LlmInspectConfig = ctx.config
+    model = load_declared(ctx.workspace, cfg.model)
+    (require_seq2seq if cfg.seq2seq else require_causal_lm)(model, cfg.model.entry)
+    facts = _facts(model)
+    limit = facts["position_limit"]
+    for name, value in (("max_seq_len", cfg.max_seq_len), ("max_context_len", cfg.max_context_len)):
+        if limit is not None and value > limit:
+            raise StepError(f"{name} = {value} is above the model's position limit: {facts['class']} has "
+                            f"max_position_embeddings = {limit}; use {name} <= {limit}")
+    ctx.output_path("model.json").write_text(json.dumps(facts, indent=1, sort_keys=True))
+    return {"model": facts}
