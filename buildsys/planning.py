@@ -116,6 +116,8 @@ class PlanningContext(PlanContext):
         action = self._planner.add_action(self.label, step, config.model_dump(mode="json"), inputs, tuple(outputs))
         if subject is not None and action.subject is None:
             action.subject = Label.parse(subject, self.label.package)
+        if action.where is None:
+            action.where = str(self.target.location) if self.target.location else None
         return action
 
 

@@ -35,10 +35,13 @@ from .targets.artifacts import (
 from .steps.llm.export import LlmExportConfig
 from .steps.llm.inspect import LlmInspectConfig
 from .steps.llm.lower import LlmLowerConfig
+from .steps.llm.seq2seq_export import Seq2seqExportConfig
+from .steps.llm.seq2seq_lower import Seq2seqLowerConfig
 from .steps.llm.tokenizer import LlmTokenizerConfig
 from .steps.llm.verify import LlmVerifyConfig
 from .targets.llm import LlmProgram, plan_llm
 from .targets.model import ModelDecl, plan_model
+from .targets.seq2seq import Seq2seqProgram, plan_seq2seq
 from .targets.release import ReleaseDecl, plan_release
 
 _TORCH = ("torch",)
@@ -52,6 +55,7 @@ _KINDS = [
     TargetKind("onnx_model", OnnxModel, plan_onnx),
     TargetKind("aoti_package", AotiPackage, plan_aoti),
     TargetKind("llm_program", LlmProgram, plan_llm),
+    TargetKind("seq2seq_program", Seq2seqProgram, plan_seq2seq),
     TargetKind("release", ReleaseDecl, plan_release),
 ]
 # Each step's module, its config, and the distributions whose versions enter its action key.
@@ -74,6 +78,9 @@ _STEPS = [
     StepKind("llm_export", "rules.steps.llm.export", LlmExportConfig, _ET + ("transformers", "safetensors")),
     StepKind("llm_lower", "rules.steps.llm.lower", LlmLowerConfig, _ET),
     StepKind("llm_verify", "rules.steps.llm.verify", LlmVerifyConfig, _ET + ("tokenizers", "safetensors")),
+    StepKind("llm_seq2seq_export", "rules.steps.llm.seq2seq_export", Seq2seqExportConfig, _ET + ("transformers", "safetensors")),
+    StepKind("llm_seq2seq_lower", "rules.steps.llm.seq2seq_lower", Seq2seqLowerConfig, _ET),
+    StepKind("llm_seq2seq_verify", "rules.steps.llm.seq2seq_verify", LlmVerifyConfig, _ET + ("safetensors",)),
     StepKind("release", "rules.steps.release", ReleaseConfig,
              _ET + ("coremltools", "onnx", "onnxscript", "onnxruntime", "cryptography")),
 ]

@@ -104,7 +104,8 @@ class BuildConsole:
         if outcome.log_path is not None:
             body.append(f"\n\nfull log: {outcome.log_path}", style="dim")
         cached = " [yellow](cached failure)[/]" if outcome.replayed is not None else ""
-        self.console.print(Panel(body, title=f"[red]FAILED[/]{cached} {action.step} {escape(owners)}",
+        where = f" ({escape(action.where)})" if action.where else ""
+        self.console.print(Panel(body, title=f"[red]FAILED[/]{cached} {action.step} {escape(owners)}{where}",
                                  title_align="left", border_style="red"))
 
     def warn(self, text: str, source: str | None = None) -> None:

@@ -99,6 +99,8 @@ class Action:
     owners: set[Label] = field(default_factory=set)
     # What it works on, when that is not its owners: the model a shared export serves. Not in its id.
     subject: Label | None = None
+    # Where the target that first planned it is declared (BUILD.models:12): failures say so. Not in its id.
+    where: str | None = None
 
     def output(self, name: str) -> Output:
         assert name in self.outputs, (self.step, name)

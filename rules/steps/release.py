@@ -23,7 +23,7 @@ SCHEMA = "modelbuild.release/v1"
 TOOLCHAIN = ("modelbuild", "torch", "executorch", "torchao", "coremltools", "onnx", "onnxscript", "onnxruntime",
              "numpy", "safetensors")
 # Timings differ from run to run; a manifest holding them could not be reproduced.
-_TIMINGS = {"seconds", "artifact_seconds"}
+_TIMINGS = {"seconds", "artifact_seconds", "prefill_tokens_per_s", "decode_tokens_per_s"}
 # Measured errors hold the rounding noise of the CPU that ran the checks (float32 kernels differ
 # with the SIMD width), so the manifest keeps them only to the precision that carries meaning:
 # SNR to 0.1 dB and capped (above FLOAT_EXACT_DB a float program differs by rounding alone),
@@ -49,6 +49,7 @@ class ReleaseEntry(Spec):
     bundle: str | None = None  # input holding its .bpte
     bundle_path: str | None = None
     bundle_check: str | None = None  # input holding the bundle step's metrics
+    companions: dict[str, str] = {}  # archive path -> input: files shipped beside it (a .ptd, a tokenizer)
 
 
 class ReleaseConfig(Spec):
@@ -74,8 +75,10 @@ def _stable(value):
     for k, v in value.items():
         if k in _TIMINGS:
             continue
-        if k == "snr_db" and isinstance(v, (int, float)):
+        if k.endswith("snr_db") and isinstance(v, (int, float)):  # snr_db, a language model's min_logits_snr_db
             out[k] = min(round(v, 1), FLOAT_EXACT_DB)
+        elif k.endswith("snr_db") and isinstance(v, list):  # per generated token
+            out[k] = [min(round(x, 1), FLOAT_EXACT_DB) for x in v]
         elif k in _SIGNIFICANT and isinstance(v, float):
             exact = isinstance(value.get("snr_db"), (int, float)) and value["snr_db"] >= FLOAT_EXACT_DB
             if k == "max_abs_error" and exact:
@@ -102,7 +105,8 @@ def _entry(ctx, e: ReleaseEntry, files: dict[str, Path | bytes], digests: dict[s
     path = ctx.input_path(e.input)
     own = _files_of(path, e.path)
     files.update(own)
-    sizes = artifact_sizes(path, e.format)
+    files.update({name: ctx.input_path(i) for name, i in e.companions.items()})
+    sizes = artifact_sizes(path, "pte" if e.format == "llm" else e.format)
     producer = _json(ctx.input_path(e.producer))
     item = {
         "label": e.label,
@@ -136,9 +140,20 @@ def _entry(ctx, e: ReleaseEntry, files: dict[str, Path | bytes], digests: dict[s
         check.pop("max_abs_error", None)  # the worst case's, which the cases list at a stable precision
         item["bundle"] = {"path": e.bundle_path, "sha256": digests[e.bundle_path], "size": bundle.stat().st_size,
                           **_stable(check)}
+    if e.format == "llm":
+        item["llm"] = _llm(ctx, e, producer, item["verification"])
     if warnings:
         item["warnings"] = warnings
     return item
+
+
+def _llm(ctx, e: ReleaseEntry, producer: dict, verification: dict) -> dict:
+    """A language model's runner metadata, its files, and what its generation check found."""
+    weights = [ctx.input_path(i).stat().st_size for n, i in e.companions.items() if n.endswith(".ptd")]
+    generation = {k: v for k, v in verification.items() if k in (
+        "token_agreement", "identical_prefix", "min_logits_snr_db", "logits_snr_db", "eager_tokens", "program_tokens")}
+    return {"metadata": producer.get("metadata"), "files": sorted(e.companions), "generation": generation,
+            "sizes": {"program_bytes": ctx.input_path(e.input).stat().st_size, "weights_bytes": sum(weights)}}
 
 
 def _digests(ctx, cfg: ReleaseConfig) -> dict[str, str]:
@@ -149,6 +164,8 @@ def _digests(ctx, cfg: ReleaseConfig) -> dict[str, str]:
                 out[name] = release_archive.sha256(p.read_bytes())
         if e.bundle:
             out[e.bundle_path] = release_archive.sha256(ctx.input_path(e.bundle).read_bytes())
+        for name, i in e.companions.items():
+            out[name] = release_archive.sha256(ctx.input_path(i).read_bytes())
     return out
 
 

@@ -60,7 +60,7 @@ def _refuse_unlowerable(decl: LlmProgram, ctx: PlanContext) -> None:
     """Quantizations and backends this build cannot lower, said before any work."""
     names = [b.backend for b in decl.backends]
     if any(n != "xnnpack" for n in names):
-        raise ctx.error(f"llm_program lowers to xnnpack or to portable kernels (backends = []); got {names}")
+        raise ctx.error(f"{ctx.target.kind} lowers to xnnpack or to portable kernels (backends = []); got {names}")
     scheme = decl.quantize.scheme if decl.quantize else None
     if scheme is not None and scheme not in LINEAR_SCHEMES:
         raise ctx.error(f"quantize '{scheme}' does not apply to a language model; use one of "
@@ -69,9 +69,9 @@ def _refuse_unlowerable(decl: LlmProgram, ctx: PlanContext) -> None:
         raise ctx.error(f"quantize '{scheme}' needs backends = [\"xnnpack\"]: its dynamically quantized linear ops "
                         "have no portable ExecuTorch kernel")
     if decl.max_size is not None:
-        raise ctx.error("max_size is not supported on llm_program yet: its size is the .pte's and the .ptd's together")
+        raise ctx.error(f"max_size is not supported on {ctx.target.kind} yet: its size is the .pte's and the .ptd's together")
     if decl.verify_cases is not None:
-        raise ctx.error("verify_cases does not apply to llm_program: it is checked by generating text "
+        raise ctx.error(f"verify_cases does not apply to {ctx.target.kind}: it is checked by generating text "
                         "(new_tokens sets how much)")
 
 

@@ -81,7 +81,7 @@ def plan_release(decl: ReleaseDecl, ctx: PlanContext) -> Planned:
             hint = " (list its artifacts, e.g. the executorch_program() targets built from it)" \
                 if target.kind == "model" else ""
             raise ctx.error(f"artifacts lists {label}, a {target.kind}(), but a release ships artifacts "
-                            f"(pt2_program, executorch_program, coreml_package, onnx_model, aoti_package){hint}")
+                            f"(pt2_program, executorch_program, coreml_package, onnx_model, aoti_package, llm_program){hint}")
         path = archive_path(label, planned.ext)
         entry = dict(
             label=str(label), path=path, input=f"artifact.{i}", format=shipped.format, model=shipped.model,
@@ -90,6 +90,8 @@ def plan_release(decl: ReleaseDecl, ctx: PlanContext) -> Planned:
             declaration=shipped.declaration, producer=f"producer.{i}",
         )
         inputs[f"artifact.{i}"] = planned.artifact
+        entry["companions"] = {archive_path(label, ext): inputs_key(inputs, f"companion.{i}.{j}", output)
+                               for j, (ext, output) in enumerate(planned.companions)}
         inputs[f"producer.{i}"] = shipped.producer
         if shipped.quantize is not None:
             entry["quantize"] = inputs_key(inputs, f"quantize.{i}", shipped.quantize)
@@ -102,7 +104,7 @@ def plan_release(decl: ReleaseDecl, ctx: PlanContext) -> Planned:
             entry.update(bundle=inputs_key(inputs, f"bundle.{i}", bundle.output("program.bpte")),
                          bundle_path=path.removesuffix(".pte") + ".bpte",
                          bundle_check=inputs_key(inputs, f"bundle_check.{i}", bundle.metrics()))
-        for p in filter(None, (path, entry.get("bundle_path"))):
+        for p in filter(None, (path, entry.get("bundle_path"), *entry["companions"])):
             if p in paths:
                 raise ctx.error(f"{label} and {paths[p]} would both be {p} in the archive")
             paths[p] = label

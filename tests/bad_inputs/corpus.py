@@ -20,7 +20,7 @@ import zipfile
 from dataclasses import dataclass, field
 
 CATEGORIES = ("syntax", "types", "fields", "labels", "cycles", "entries", "weights", "data", "calibration",
-              "paths", "symlinks", "encodings", "bounds", "environment")
+              "paths", "symlinks", "encodings", "bounds", "environment", "language models")
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,17 @@ OUTSIDE = "{outside}"
 NESTED = 'def f():\n    x = []\n    for i in range(200000):\n        x = [x]\n    return %s\nf()\n'
 LOOP = 'def spin():\n    for i in range(1000000000):\n        pass\n'
 PT2 = 'pt2_program(name = "p", model = ":%s", verify = False)\n'
+LM = 'model(name = "lm", entry = "models.lm:%s", inputs = {"input_ids": tensor([1, 4], dtype = "int64", high = 64)})\n'
+LLM = 'llm_program(name = "l", model = ":lm", tokenizer = "tok.json", %s)\n'
+
+
+def word_tokenizer(top: int) -> str:
+    """A Hugging Face tokenizer.json (word level) whose ids go up to `top`."""
+    vocab = {"<s>": 1, "</s>": 2, "a": 3, "big": top}
+    return json.dumps({"version": "1.0", "truncation": None, "padding": None, "added_tokens": [], "normalizer": None,
+                       "pre_tokenizer": {"type": "Whitespace"}, "post_processor": None, "decoder": None,
+                       "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "<s>"}})
+
 
 CASES = [
     # syntax
@@ -231,4 +242,25 @@ CASES = [
     Case("environment", "out_is_a_file", 2, r"/ws/out\b", r"(is a file|is in the way).*(move|Move)", files={"out": "not a directory\n"}),
     Case("environment", "cache_is_a_file", 2, r"/ws/cache-file\b", r"is in the way", files={"cache-file": "x"},
          env={"MODELBUILD_CACHE_DIR": "{workspace}/cache-file"}),
+    # language models: what depends on the model is read by its first action (llm_inspect), which every
+    # other action of the program waits for; the failure names the declaration's file:line
+    Case("language models", "llm_not_a_causal_lm", 1, r"BUILD\.models:2\b", r"returned BertModel, which is not a causal LM",
+         LM % "encoder" + LLM % "max_seq_len = 24", {"tok.json": word_tokenizer(5)}),
+    Case("language models", "llm_tokenizer_beyond_vocab", 1, r"BUILD\.models:2\b",
+         r"ids up to 100, beyond the model's embedding table of 64 rows.*'big' = 100",
+         LM % "tiny_lm" + LLM % "max_seq_len = 24", {"tok.json": word_tokenizer(100)}),
+    Case("language models", "llm_max_seq_len_above_limit", 1, r"BUILD\.models:2\b",
+         r"max_seq_len = 64 is above the model's position limit.*max_position_embeddings = 32",
+         LM % "tiny_lm" + LLM % "max_seq_len = 64", {"tok.json": word_tokenizer(5)}),
+    Case("language models", "llm_quantize_without_xnnpack", 2, r"BUILD\.models:2\b",
+         r"quantize 'torchao_int8_dynact_int4w' needs backends = \[\"xnnpack\"\]",
+         LM % "tiny_lm" + LLM % 'quantize = "torchao_int8_dynact_int4w"', {"tok.json": word_tokenizer(5)}),
+    Case("language models", "llm_pt2e_scheme", 2, r"BUILD\.models:2\b",
+         r"quantize 'pt2e_int8_dynamic' does not apply to a language model",
+         LM % "tiny_lm" + LLM % 'quantize = "pt2e_int8_dynamic", backends = ["xnnpack"]', {"tok.json": word_tokenizer(5)}),
+    Case("language models", "llm_missing_tokenizer", 2, r"BUILD\.models:2\b", r"tokenizer.*tok\.json",
+         LM % "tiny_lm" + LLM % "max_seq_len = 24"),
+    Case("language models", "llm_prompt_not_token_ids", 2, r"BUILD\.models:2\b", r"must declare one input, input_ids",
+         'model(name = "lm", entry = "models.lm:tiny_lm", inputs = {"x": tensor([1, 4])})\n' + LLM % "max_seq_len = 24",
+         {"tok.json": word_tokenizer(5)}),
 ]

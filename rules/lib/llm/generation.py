@@ -27,6 +27,7 @@ class ProgramLM:
 
     def __init__(self, pte: str, ptd: str | None):
         import executorch.kernels.quantized  # noqa: F401  embedding_byte & co. for quantized embeddings
+        from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401  llama::custom_sdpa
         from executorch.extension.pybindings.portable_lib import _load_for_executorch
 
         self.module = _load_for_executorch(pte, ptd) if ptd else _load_for_executorch(pte)

@@ -86,6 +86,7 @@ def prompt(cfg: LlmExportConfig):
 def run(ctx) -> dict:
     from safetensors.torch import save_file
 
+    from ...lib.llm import custom_sdpa
     from ...lib.llm.causal_lm import export_with_cache
     from ...lib.llm.generation import eager_generate
     from ...lib.modelio import load_declared
@@ -99,6 +100,7 @@ def run(ctx) -> dict:
     model = load_declared(ctx.workspace, cfg.model)  # a fresh instance: generate() leaves state on the module
     if cfg.quantize or cfg.quantize_embeddings:
         model = quantize(model, cfg)
+    model.set_attn_implementation(custom_sdpa.register())  # ExecuTorch's sdpa over the static cache
     ep = export_with_cache(model, cfg.max_seq_len, cfg.max_context_len, ids.shape[1])
     normalize(ep, ctx.workspace)
     save_program(ep, ctx.output_path("program.pt2"))

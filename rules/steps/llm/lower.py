@@ -26,7 +26,7 @@ def metadata(cfg: LlmLowerConfig, model: dict, tokens: dict) -> dict:
     return {
         "get_max_seq_len": cfg.max_seq_len, "get_max_context_len": cfg.max_context_len,
         "get_vocab_size": model["vocab_size"], "get_bos_id": tokens["bos_id"], "get_eos_ids": tokens["eos_ids"],
-        "use_kv_cache": True, "use_sdpa_with_kv_cache": False, "enable_dynamic_shape": True,
+        "use_kv_cache": True, "use_sdpa_with_kv_cache": True, "enable_dynamic_shape": True,
     }
 
 
@@ -45,8 +45,10 @@ def backend_config(cfg: LlmLowerConfig):
     from executorch.exir.passes import MemoryPlanningPass
     from executorch.exir.passes.sym_shape_eval_pass import ConstraintBasedSymShapeEvalPass
 
+    xnnpack = any(b.backend == "xnnpack" for b in cfg.backends)
     return ExecutorchBackendConfig(
-        passes=[ConvertToLinearPass()], extract_delegate_segments=True, do_quant_fusion_and_const_prop=True,
+        # XNNPACK's pass, for the linears it left (its portable counterpart breaks on a dynamic dim)
+        passes=[ConvertToLinearPass()] if xnnpack else [], extract_delegate_segments=True, do_quant_fusion_and_const_prop=True,
         memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
         sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
         external_constants=(lambda node: WEIGHTS_TAG) if cfg.external_weights else False,
@@ -55,6 +57,7 @@ def backend_config(cfg: LlmLowerConfig):
 
 def run(ctx) -> dict:
     import executorch.kernels.quantized  # noqa: F401  out-variants of the quantized embedding ops
+    from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401  llama::custom_sdpa's out-variant
     from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
 
     from ...lib.programs import load_program, shared_provenance

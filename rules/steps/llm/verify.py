@@ -22,6 +22,7 @@ class LlmVerifyConfig(Spec):
 
 def runner_check(pte: str, tokenizer: str, ptd: str | None, new_tokens: int) -> dict:
     """One generation in TextLLMRunner; its text (if every piece is UTF-8) and its own stats."""
+    from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401  what an app links for custom sdpa
     from executorch.extension.llm.runner import GenerationConfig, TextLLMRunner
 
     runner = TextLLMRunner(pte, tokenizer, ptd)
