@@ -1,6 +1,6 @@
 """The LLM zoo: tiny Llama, Qwen3, Phi-3 and Gemma decoders from transformers configs, each
-built to ExecuTorch's LLM-runner format as fp32, 8da4w, int8 embeddings, and 8da4w with its
-weights in a .ptd, through the CLI. Every program is checked by greedy generation against the
+built to ExecuTorch's LLM-runner format as fp32, as 8da4w, and as 8da4w with int8 embeddings and
+its weights in a .ptd, through the CLI; and a T5 (tests/e2e/test_seq2seq.py). Every program is checked by greedy generation against the
 eager model and once in ExecuTorch's TextLLMRunner; the tests read what the checks reported,
 then run the shipped files in TextLLMRunner themselves.
 
@@ -16,7 +16,7 @@ from helpers import action_results, build, by_status
 
 WORKSPACE = Path(__file__).parents[1] / "workspaces" / "llm"
 DECODERS = ("llama", "qwen3", "phi3", "gemma")
-VARIANTS = ("fp32", "8da4w", "emb8", "8da4w_ptd")
+VARIANTS = ("fp32", "8da4w", "8da4w_ptd")  # the last: 8da4w, int8 embeddings, weights in a .ptd
 PROGRAMS = [f"//:{d}_{v}" for d in DECODERS for v in VARIANTS]
 
 
