@@ -72,22 +72,13 @@ def teacher_forced_logits(lm: ProgramLM, prompt: list[int], reference: list[int]
     return torch.stack(steps)
 
 
-def snr_db(reference, actual) -> float:
-    import torch
-
-    noise = torch.sum((reference - actual) ** 2)
-    signal = torch.sum(reference ** 2)
-    if noise == 0:
-        return float("inf")
-    return round(float(10 * torch.log10(signal / noise)), 2)
-
-
 def compare(reference: dict, lm: ProgramLM) -> dict:
     """Token agreement (free-running and per step), the logits SNR at each step, and speed."""
+    from ..runners import snr_db  # the one SNR of every check: capped, NaN-aware, JSON-safe
     prompt, expected = reference["prompt"].tolist(), reference["tokens"].tolist()
     free = program_generate(lm, prompt, len(expected))
     forced = teacher_forced_logits(lm, prompt, expected)
-    per_step = [snr_db(reference["logits"][i], forced[i]) for i in range(len(expected))]
+    per_step = [round(snr_db(reference["logits"][i], forced[i]), 2) for i in range(len(expected))]
     agree = [int(forced[i].argmax()) == expected[i] for i in range(len(expected))]
     same_prefix = next((i for i, (a, b) in enumerate(zip(free["tokens"], expected)) if a != b), len(expected))
     return {
