@@ -64,6 +64,24 @@ def test_the_runner_metadata_is_in_every_program(llm_zoo):
         assert results[("llm_lower", label)].metrics["metadata"]["get_eos_ids"] == [2]  # "</s>" in tokenizer.json
 
 
+def forward_operators(pte: Path) -> set[str]:
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    program = deserialize_pte_binary(pte.read_bytes())
+    plan = next(p for p in getattr(program, "program", program).execution_plan if p.name == "forward")
+    return {op.name for op in plan.operators}
+
+
+def test_programs_use_executorchs_cache_update_and_sdpa(llm_zoo):
+    """The KV cache is written in place by llama::update_cache and read by llama::custom_sdpa, on
+    XNNPACK and portable kernels alike: no index_put and no copy of the cache per token."""
+    ws, _, _ = llm_zoo
+    for label in PROGRAMS:
+        ops = forward_operators(ws / "out" / f"{label.removeprefix('//:')}.pte")
+        assert {"llama::update_cache", "llama::custom_sdpa"} <= ops, (label, ops)
+        assert not {"aten::index_put", "aten::index_put_", "aten::copy_", "aten::index_copy"} & ops, (label, ops)
+
+
 def test_weights_move_to_the_ptd_and_quantization_shrinks_them(llm_zoo):
     ws, _, results = llm_zoo
     for decoder in DECODERS:
@@ -98,6 +116,11 @@ def test_shipped_files_generate_text_in_text_llm_runner(llm_zoo):
     runner.generate("Beautiful is better than", GenerationConfig(temperature=0, max_new_tokens=12, echo=False),
                     pieces.append, stats.append)
     assert stats[-1].num_generated_tokens >= 1 and "".join(pieces).strip(), pieces
+    again = []  # the cache is written at the runner's positions: a new conversation reads nothing stale
+    runner.reset()
+    runner.generate("Beautiful is better than", GenerationConfig(temperature=0, max_new_tokens=12, echo=False),
+                    again.append)
+    assert again == pieces
     with pytest.raises(RuntimeError):  # without its .ptd the program has no weights
         TextLLMRunner(str(out / "llama_8da4w_ptd.pte"), str(out / "llama_8da4w_ptd.tokenizer.json")).generate(
             "Beautiful", GenerationConfig(temperature=0, max_new_tokens=2, echo=False))

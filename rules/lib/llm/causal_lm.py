@@ -30,23 +30,24 @@ def position_limit(model) -> int | None:
     return getattr(text_config(model), "max_position_embeddings", None)
 
 
-def with_static_cache(model, max_cache_len: int):
-    """transformers' TorchExportableModuleWithStaticCache: the cache is a set of buffers that
-    forward(input_ids, cache_position) updates in place, as the runner expects."""
+def with_generation_config(model, max_cache_len: int):
+    """The generation config transformers' static-cache export recipe requires of the model."""
     from transformers import GenerationConfig
-    from transformers.integrations.executorch import TorchExportableModuleWithStaticCache
 
     model.generation_config = GenerationConfig(
         use_cache=True, cache_implementation="static", cache_config={"batch_size": 1, "max_cache_len": max_cache_len})
-    return TorchExportableModuleWithStaticCache(model, 1, max_cache_len)
+    return model
 
 
 def export_with_cache(model, max_seq_len: int, max_context_len: int, prompt_len: int):
     """torch.export of the wrapped model, the number of tokens dynamic (prefill and decode are
-    one method). Strict: non-strict tracing lifts the cache tensors twice, which lowering rejects."""
+    one method), the cache in ExecuTorch's layout and ops (executorch_cache). Strict: non-strict
+    tracing lifts the cache tensors twice, which lowering rejects."""
     import torch
 
-    wrapped = with_static_cache(model, max_context_len)
+    from .executorch_cache import ExecuTorchStaticCacheLM
+
+    wrapped = ExecuTorchStaticCacheLM(with_generation_config(model, max_context_len), max_context_len)
     tokens = torch.export.Dim("tokens", min=1, max=max_seq_len - 1)
     ids = torch.zeros((1, prompt_len), dtype=torch.long)
     with torch.no_grad():

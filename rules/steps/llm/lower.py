@@ -57,6 +57,23 @@ def backend_config(cfg: LlmLowerConfig):
     )
 
 
+def permute_passes() -> list:
+    """ExecuTorch's own permute clean-up: transformers applies RoPE to q and k between a transpose
+    to [batch, heads, seq, dim] and one back to the cache's layout, so each layer copied q and k
+    four times per token; these passes carry the transposes across the elementwise RoPE ops (and
+    its slices and cat) and cancel them."""
+    from executorch.backends.transforms.fuse_cascaded_transpose_or_permute_ops import (
+        FuseCascadedTransposeOrPermuteOps,
+    )
+    from executorch.backends.transforms.remove_permutes_around_elementwise_ops import (
+        RemovePermutesAroundElementwiseOps,
+    )
+    from executorch.exir.dialects._ops import ops as exir_ops
+
+    return [FuseCascadedTransposeOrPermuteOps(), RemovePermutesAroundElementwiseOps({exir_ops.edge.aten.neg.default}),
+            FuseCascadedTransposeOrPermuteOps()]
+
+
 def run(ctx) -> dict:
     import executorch.kernels.quantized  # noqa: F401  out-variants of the quantized embedding ops
     from executorch.extension.llm.custom_ops import custom_ops  # noqa: F401  llama::custom_sdpa's out-variant
@@ -72,7 +89,8 @@ def run(ctx) -> dict:
         tag_weights(ep)
     with shared_provenance():
         edge = to_edge_transform_and_lower(
-            ep, partitioner=[_partitioner(b) for b in cfg.backends], constant_methods=metadata(cfg, model, tokens),
+            ep, transform_passes=permute_passes(), partitioner=[_partitioner(b) for b in cfg.backends],
+            constant_methods=metadata(cfg, model, tokens),
             compile_config=EdgeCompileConfig(_check_ir_validity=False, _skip_dim_order=True))
         summary = delegation_summary(edge.exported_program())
         program = edge.to_executorch(backend_config(cfg))
