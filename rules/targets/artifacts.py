@@ -169,6 +169,10 @@ def verified(
     """The artifact, checked. `source` is the program it was made from: the step that made it
     (export or quantize) recorded the eager outputs a numeric check compares against."""
     tolerance = decl.tolerance or default
+    if tolerance.min_token_agreement is not None:  # nothing here generates tokens to agree on
+        raise ctx.error(f"min_token_agreement applies to language models (llm_program, seq2seq_program), which are "
+                        f"checked by generating text; a {ctx.target.kind} is checked by its outputs: use min_snr_db "
+                        "or max_abs_error")
     if not decl.verify and decl.verify_cases is not None:
         raise ctx.error("verify_cases has no effect with verify = False")
     cases = verify_cases(ctx, decl, model.export, numeric) if decl.verify else list(CASE_NAMES)
