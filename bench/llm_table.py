@@ -49,10 +49,11 @@ class LlmTarget(NamedTuple):
 
     @property
     def scheme(self) -> str:
-        """fp32, 8da4w, int8 embeddings, or 8da4w + int8 emb (ExecuTorch's names for the schemes)."""
+        """fp32, 8da4w, int8 embeddings, 8da4w + int8 emb, pt2e 8da8w, ... (ExecuTorch's names for the schemes)."""
         from rules.steps.llm.export import LINEAR_SCHEMES
 
-        linear = LINEAR_SCHEMES[self.decl.quantize.scheme] if self.decl.quantize else None
+        names = {**LINEAR_SCHEMES, "pt2e_int8_dynamic": "pt2e 8da8w", "pt2e_int8_dynamic_int4w": "pt2e 8da4w per channel"}
+        linear = names[self.decl.quantize.scheme] if self.decl.quantize else None
         if linear and self.decl.quantize.group_size != 32:
             linear += f" g{self.decl.quantize.group_size}"
         emb = self.decl.quantize_embeddings

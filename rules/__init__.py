@@ -35,6 +35,7 @@ from .targets.artifacts import (
 from .steps.llm.export import LlmExportConfig
 from .steps.llm.inspect import LlmInspectConfig
 from .steps.llm.lower import LlmLowerConfig
+from .steps.llm.quantize import LlmQuantizeConfig
 from .steps.llm.seq2seq_export import Seq2seqExportConfig
 from .steps.llm.seq2seq_lower import Seq2seqLowerConfig
 from .steps.llm.tokenizer import LlmTokenizerConfig
@@ -76,6 +77,7 @@ _STEPS = [
     StepKind("llm_inspect", "rules.steps.llm.inspect", LlmInspectConfig, ("torch", "transformers", "safetensors"), light=True),
     StepKind("llm_tokenizer", "rules.steps.llm.tokenizer", LlmTokenizerConfig, ("tokenizers",), light=True),
     StepKind("llm_export", "rules.steps.llm.export", LlmExportConfig, _ET + ("transformers", "safetensors")),
+    StepKind("llm_quantize", "rules.steps.llm.quantize", LlmQuantizeConfig, _ET),
     StepKind("llm_lower", "rules.steps.llm.lower", LlmLowerConfig, _ET),
     StepKind("llm_verify", "rules.steps.llm.verify", LlmVerifyConfig, _ET + ("tokenizers", "safetensors")),
     StepKind("llm_seq2seq_export", "rules.steps.llm.seq2seq_export", Seq2seqExportConfig, _ET + ("transformers", "safetensors")),

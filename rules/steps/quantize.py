@@ -39,12 +39,14 @@ from .export import ExportConfig, export_model
 Scheme = Literal[
     "pt2e_int8_static",  # int8 activations (calibrated) and weights; XNNPACKQuantizer
     "pt2e_int8_dynamic",  # int8 activations quantized at run time, int8 weights; XNNPACKQuantizer
+    "pt2e_int8_dynamic_int4w",  # the same with int4 per-channel weights on linear layers (export_llm's xnnpack_dynamic_qc4)
     "torchao_int8_dynact_int4w",  # Int8DynamicActivationIntxWeightConfig, int4 weights PerGroup(group_size)
     "torchao_int8_dynact_int8w",  # Int8DynamicActivationIntxWeightConfig, int8 weights PerAxis(0)
     "torchao_int8_weight_only",  # Int8WeightOnlyConfig (per output channel)
     "torchao_int4_weight_only",  # IntxWeightOnlyConfig, int4 weights PerGroup(group_size)
 ]
 GROUPED_SCHEMES = ("torchao_int8_dynact_int4w", "torchao_int4_weight_only")
+DYNAMIC_PT2E = ("pt2e_int8_dynamic", "pt2e_int8_dynamic_int4w")
 QDQ_NAMESPACES = ("quantized_decomposed", "torchao")
 WEIGHTED_OPS = ("linear", "conv1d", "conv2d", "conv3d", "convolution", "conv_transpose1d", "conv_transpose2d")
 _DEFAULT_SAMPLES = 8
@@ -192,25 +194,36 @@ def quantize_pt2e(model, cfg: QuantizeConfig, args, kwargs, samples, workspace):
     """Export, annotate for XNNPACK, observe (static: on the samples), convert, export again.
     Returns the program and the names of the layers whose weights were quantized."""
     import torch
-    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
-        get_symmetric_quantization_config,
-    )
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
-    from ..lib.histogram_observer import with_fast_histograms
-
-    dynamic = cfg.scheme == "pt2e_int8_dynamic"
     captured = export_model(model, args, kwargs, cfg.export, workspace).module()
-    config = get_symmetric_quantization_config(is_per_channel=cfg.per_channel, is_dynamic=dynamic)
-    prepared = prepare_pt2e(captured, _xnnpack_quantizer().set_global(with_fast_histograms(config)))
+    prepared = prepare_pt2e(captured, pt2e_quantizer(cfg.scheme, cfg.per_channel))
     with torch.no_grad():
         for sample_args, sample_kwargs in samples or [(args, kwargs)]:
             prepared(*sample_args, **sample_kwargs)
     converted = convert_pt2e(prepared)
-    _drop_unused_tensors(converted)
+    drop_unused_tensors(converted)
     quantized = _layers_with_dequantized_weights(converted)
     # The converted module is a plain fx graph: non-strict export captures it as it is.
     return export_model(converted, args, kwargs, cfg.export, workspace, strict=False), quantized
+
+
+def pt2e_quantizer(scheme: str, per_channel: bool = True):
+    """XNNPACKQuantizer configured for a pt2e scheme. Int4 weights (qmin -8, qmax 7, as ExecuTorch's
+    export_llm sets them for xnnpack_dynamic_qc4) go to linear layers only: XNNPACK's dynamically
+    quantized int4 kernels are fully connected ones."""
+    import torch
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import get_symmetric_quantization_config
+
+    from ..lib.histogram_observer import with_fast_histograms
+
+    dynamic = scheme in DYNAMIC_PT2E
+    if scheme == "pt2e_int8_dynamic_int4w":
+        config = get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=True, weight_qmin=-8,
+                                                   weight_qmax=7)
+        return _xnnpack_quantizer().set_operator_type(torch.ops.aten.linear.default, config)
+    config = get_symmetric_quantization_config(is_per_channel=per_channel, is_dynamic=dynamic)
+    return _xnnpack_quantizer().set_global(with_fast_histograms(config))
 
 
 def _xnnpack_quantizer():
@@ -266,7 +279,7 @@ def _reads_dequantized_weight(node) -> bool:
     return getattr(weight, "op", None) == "call_function" and "dequantize" in str(weight.target)
 
 
-def _drop_unused_tensors(gm) -> None:
+def drop_unused_tensors(gm) -> None:
     """convert_pt2e folds each weight into an int8 constant but leaves the fp32 parameter on the
     module, and export would lift it (unused) into the program: remove what no node reads."""
     used = {node.target for node in gm.graph.nodes if node.op == "get_attr"}
@@ -330,8 +343,10 @@ def _reasons(cfg: QuantizeConfig, layers, skipped: list[str]) -> dict[str, str]:
     from ..lib.quantize_layers import CONV1D
 
     if cfg.scheme.startswith("pt2e_"):
-        mode = "dynamic" if cfg.scheme == "pt2e_int8_dynamic" else "static"
+        mode = "dynamic" if cfg.scheme in DYNAMIC_PT2E else "static"
         other = f"XNNPACKQuantizer's {mode} config did not annotate them"
+        if cfg.scheme == "pt2e_int8_dynamic_int4w":
+            other = "int4 weights apply to linear layers only"
         embedding = "XNNPACKQuantizer does not quantize Embedding layers"
     else:
         other = f"{cfg.scheme} quantizes linear layers (and transformers' Conv1D) only"

@@ -46,7 +46,7 @@ from .model import ModelDecl, ModelSources
 # Default tolerances: float programs must match closely; quantized ones are held to what their
 # scheme achieves (the README's zoo table: int8 35-52 dB, int4 27-30 dB), well above garbage (< 0 dB).
 QUANTIZED_SNR_DB = {
-    "pt2e_int8_static": 20.0, "pt2e_int8_dynamic": 30.0, "torchao_int8_dynact_int8w": 30.0,
+    "pt2e_int8_static": 20.0, "pt2e_int8_dynamic": 30.0, "pt2e_int8_dynamic_int4w": 15.0, "torchao_int8_dynact_int8w": 30.0,
     "torchao_int8_weight_only": 30.0, "torchao_int8_dynact_int4w": 15.0, "torchao_int4_weight_only": 15.0,
 }
 

@@ -2,8 +2,9 @@
 static KV cache and the runner's metadata methods, its weights in a .ptd if asked, and its
 tokenizer beside it, checked by generating text against the eager model and in TextLLMRunner.
 
-Actions: llm_inspect (what the model is; refusals) -> llm_export (quantize, export with the
-cache, and the eager reference generation) -> llm_lower (.pte, .ptd) -> llm_verify. The
+Actions: llm_inspect (what the model is; refusals) -> llm_export (torchao quantization, export
+with the cache, and the eager reference generation) -> llm_quantize (pt2e schemes, on the float
+export every program of the model shares) -> llm_lower (.pte, .ptd) -> llm_verify. The
 tokenizer is read by llm_tokenizer alone, so editing it reruns only what reads it.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ from buildsys.rule_api import METRICS, Output, PlanContext, Planned
 from ..steps.llm.export import LINEAR_SCHEMES, LlmExportConfig
 from ..steps.llm.inspect import LlmInspectConfig
 from ..steps.llm.lower import LlmLowerConfig
+from ..steps.llm.quantize import LlmQuantizeConfig
 from ..steps.llm.tokenizer import LlmTokenizerConfig
 from ..steps.llm.verify import LlmVerifyConfig
 from ..steps.verify import Tolerance
@@ -29,7 +31,11 @@ FLOAT_LLM_TOLERANCE = Tolerance(min_token_agreement=1.0, min_snr_db=40.0)
 QUANTIZED_LLM_TOLERANCE = {
     "torchao_int8_dynact_int8w": Tolerance(min_token_agreement=0.75, min_snr_db=15.0),
     "torchao_int8_dynact_int4w": Tolerance(min_token_agreement=0.5, min_snr_db=5.0),
+    "pt2e_int8_dynamic": Tolerance(min_token_agreement=0.75, min_snr_db=15.0),
+    "pt2e_int8_dynamic_int4w": Tolerance(min_token_agreement=0.5, min_snr_db=5.0),
 }
+# Quantizations of the exported graph (llm_quantize): they share the model's one float export.
+PT2E_SCHEMES = ("pt2e_int8_dynamic", "pt2e_int8_dynamic_int4w")
 EMBEDDINGS_TOLERANCE = {"int8": Tolerance(min_token_agreement=0.75, min_snr_db=15.0),
                         "int4": Tolerance(min_token_agreement=0.5, min_snr_db=5.0)}
 
@@ -41,7 +47,7 @@ class LlmProgram(ArtifactDecl):
     max_seq_len: int = Field(128, ge=2)  # tokens one call may take (the prompt's limit)
     max_context_len: int | None = None  # the KV cache's length; None: max_seq_len
     backends: list[Backend] = []  # ["xnnpack"], or none: portable kernels
-    quantize: QuantizeOption | None = None  # "torchao_int8_dynact_int4w" (8da4w) or "torchao_int8_dynact_int8w"
+    quantize: QuantizeOption | None = None  # torchao 8da4w / 8da8w, or pt2e_int8_dynamic[_int4w] (LINEAR_, PT2E_SCHEMES)
     quantize_embeddings: Literal["int8", "int4"] | None = None
     external_weights: bool = False  # weights go to <name>.ptd beside the .pte
     new_tokens: int = Field(16, ge=1)  # how many tokens the generation check generates
@@ -62,10 +68,14 @@ def _refuse_unlowerable(decl: LlmProgram, ctx: PlanContext) -> None:
     if any(n != "xnnpack" for n in names):
         raise ctx.error(f"{ctx.target.kind} lowers to xnnpack or to portable kernels (backends = []); got {names}")
     scheme = decl.quantize.scheme if decl.quantize else None
-    if scheme is not None and scheme not in LINEAR_SCHEMES:
+    if scheme is not None and scheme not in (*LINEAR_SCHEMES, *PT2E_SCHEMES):
         raise ctx.error(f"quantize '{scheme}' does not apply to a language model; use one of "
-                        f"{', '.join(LINEAR_SCHEMES)} (ExecuTorch's 8da4w and 8da8w)")
-    if scheme is not None and "xnnpack" not in names:
+                        f"{', '.join((*LINEAR_SCHEMES, *PT2E_SCHEMES))} (ExecuTorch's 8da4w and 8da8w, and its "
+                        "dynamically quantized pt2e schemes)")
+    if scheme in PT2E_SCHEMES and not decl.quantize.per_channel:
+        raise ctx.error(f"quantize '{scheme}' takes per-channel weight scales on a language model "
+                        "(per_channel = True): the per-tensor program does not export again after conversion")
+    if scheme in LINEAR_SCHEMES and "xnnpack" not in names:
         raise ctx.error(f"quantize '{scheme}' needs backends = [\"xnnpack\"]: its dynamically quantized linear ops "
                         "have no portable ExecuTorch kernel")
     if decl.max_size is not None:
@@ -106,15 +116,21 @@ def plan_llm(decl: LlmProgram, ctx: PlanContext) -> Planned:
     tokenizer = ctx.action(
         "llm_tokenizer", LlmTokenizerConfig(file=decl.tokenizer, bos_token=decl.bos_token, eos_tokens=decl.eos_tokens),
         {"tokenizer": ctx.files([decl.tokenizer], "tokenizer"), "model": inspect}, ["tokenizer.json", "tokens.json"])
+    scheme = decl.quantize.scheme if decl.quantize else None
+    source = scheme in LINEAR_SCHEMES  # torchao: a source transform, so part of the export
     export = ctx.action("llm_export", LlmExportConfig(
-        model=model.export, max_seq_len=seq, max_context_len=context, quantize=decl.quantize.scheme if decl.quantize else None,
-        group_size=decl.quantize.group_size if decl.quantize else 32, quantize_embeddings=decl.quantize_embeddings,
+        model=model.export, max_seq_len=seq, max_context_len=context, quantize=scheme if source else None,
+        group_size=decl.quantize.group_size if source else 32, quantize_embeddings=decl.quantize_embeddings,
         new_tokens=decl.new_tokens,
     ), {**model.files, "model": inspect}, ["program.pt2", "reference.safetensors"], subject=model.label)
+    program = export.output("program.pt2")
+    if scheme in PT2E_SCHEMES:  # of the graph: every such scheme shares the float export
+        program = ctx.action("llm_quantize", LlmQuantizeConfig(scheme=scheme, max_seq_len=seq, prompt_len=spec.shape[1]),
+                             {"program": program}, ["program.pt2"], subject=model.label).output("program.pt2")
     outputs = ["program.pte", "program.ptd"] if decl.external_weights else ["program.pte"]
     lower = ctx.action("llm_lower", LlmLowerConfig(
         backends=decl.backends, external_weights=decl.external_weights, max_seq_len=seq, max_context_len=context,
-    ), {"program": export.output("program.pt2"), "model": inspect, "tokens": tokenizer.output("tokens.json")}, outputs)
+    ), {"program": program, "model": inspect, "tokens": tokenizer.output("tokens.json")}, outputs)
     companions = ((".ptd", lower.output("program.ptd")),) if decl.external_weights else ()
     companions += ((".tokenizer.json", tokenizer.output("tokenizer.json")),)
     shipped = Shipped(

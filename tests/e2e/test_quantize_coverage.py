@@ -38,7 +38,8 @@ def quantize_metrics(results, label: str) -> dict:
 
 
 @pytest.mark.parametrize("label,scheme", [("//:gpt2_8da4w", "torchao_int8_dynact_int4w"),
-                                          ("//:gpt2_int8_dynamic", "pt2e_int8_dynamic")])
+                                          ("//:gpt2_int8_dynamic", "pt2e_int8_dynamic"),
+                                          ("//:gpt2_int4_dynamic", "pt2e_int8_dynamic_int4w")])
 def test_gpt2_conv1d_layers_are_quantized(built, label, scheme):
     _, _, results = built
     metrics = quantize_metrics(results, label)
@@ -64,7 +65,7 @@ def test_gpt2_conv1d_layers_are_quantized(built, label, scheme):
     assert "warnings" not in metrics
 
 
-@pytest.mark.parametrize("name,min_snr", [("gpt2_8da4w", 15), ("gpt2_int8_dynamic", 30)])
+@pytest.mark.parametrize("name,min_snr", [("gpt2_8da4w", 15), ("gpt2_int8_dynamic", 30), ("gpt2_int4_dynamic", 15)])
 def test_gpt2_quantized_pte_verifies_and_shrinks(built, name, min_snr):
     ws, _, results = built
     report = results[("verify", f"//:{name}")].metrics["verification"]

@@ -39,6 +39,15 @@ def with_generation_config(model, max_cache_len: int):
     return model
 
 
+def example_call(prompt_len: int, max_seq_len: int) -> tuple[dict, dict]:
+    """forward()'s example kwargs and their dynamic shapes: any number of tokens up to max_seq_len - 1."""
+    import torch
+
+    tokens = torch.export.Dim("tokens", min=1, max=max_seq_len - 1)
+    kwargs = {"input_ids": torch.zeros((1, prompt_len), dtype=torch.long), "cache_position": torch.arange(prompt_len)}
+    return kwargs, {"input_ids": {1: tokens}, "cache_position": {0: tokens}}
+
+
 def export_with_cache(model, max_seq_len: int, max_context_len: int, prompt_len: int):
     """torch.export of the wrapped model, the number of tokens dynamic (prefill and decode are
     one method), the cache in ExecuTorch's layout and ops (executorch_cache). Strict: non-strict
@@ -48,12 +57,9 @@ def export_with_cache(model, max_seq_len: int, max_context_len: int, prompt_len:
     from .executorch_cache import ExecuTorchStaticCacheLM
 
     wrapped = ExecuTorchStaticCacheLM(with_generation_config(model, max_context_len), max_context_len)
-    tokens = torch.export.Dim("tokens", min=1, max=max_seq_len - 1)
-    ids = torch.zeros((1, prompt_len), dtype=torch.long)
+    kwargs, dynamic_shapes = example_call(prompt_len, max_seq_len)
     with torch.no_grad():
-        return torch.export.export(
-            wrapped, (), {"input_ids": ids, "cache_position": torch.arange(prompt_len)},
-            dynamic_shapes={"input_ids": {1: tokens}, "cache_position": {0: tokens}}, strict=True)
+        return torch.export.export(wrapped, (), kwargs, dynamic_shapes=dynamic_shapes, strict=True)
 
 
 def require_seq2seq(model, entry: str) -> None:
