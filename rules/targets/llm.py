@@ -13,8 +13,9 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from buildsys.rule_api import METRICS, Output, PlanContext, Planned
+from buildsys.rule_api import METRICS, Output, PlanContext, Planned, parse_size
 
+from ..steps.budget import BudgetConfig
 from ..steps.llm.export import LINEAR_SCHEMES, LlmExportConfig
 from ..steps.llm.inspect import LlmInspectConfig
 from ..steps.llm.lower import LlmLowerConfig
@@ -78,8 +79,6 @@ def _refuse_unlowerable(decl: LlmProgram, ctx: PlanContext) -> None:
     if scheme in LINEAR_SCHEMES and "xnnpack" not in names:
         raise ctx.error(f"quantize '{scheme}' needs backends = [\"xnnpack\"]: its dynamically quantized linear ops "
                         "have no portable ExecuTorch kernel")
-    if decl.max_size is not None:
-        raise ctx.error(f"max_size is not supported on {ctx.target.kind} yet: its size is the .pte's and the .ptd's together")
     if decl.verify_cases is not None:
         raise ctx.error(f"verify_cases does not apply to {ctx.target.kind}: it is checked by generating text "
                         "(new_tokens sets how much)")
@@ -93,6 +92,16 @@ def _prompt_spec(ctx: PlanContext, model: ModelInputs):
                         f"high = <vocab size>): the prompt the generation check starts from; it declares "
                         f"{ {n: (s.shape, s.dtype) for n, s in specs.items()} }")
     return spec
+
+
+def size_budget(ctx: PlanContext, decl: ArtifactDecl, pte: Output, ptd: Output | None) -> tuple[Output, ...]:
+    """max_size, as a check of its own (it holds with verify = False too): what the program weighs
+    on a device, its .pte and its .ptd together."""
+    if decl.max_size is None:
+        return ()
+    config = BudgetConfig(max_bytes=parse_size(decl.max_size), declared=decl.max_size)
+    inputs = {"artifact": pte, **({"weights": ptd} if ptd is not None else {})}
+    return (ctx.action("budget", config, inputs, ["report.json"]).output("report.json"),)
 
 
 def default_tolerance(decl: LlmProgram) -> Tolerance:
@@ -138,13 +147,15 @@ def plan_llm(decl: LlmProgram, ctx: PlanContext) -> Planned:
         declaration=decl.model_dump(mode="json"), producer=Output(lower.id, METRICS), quantize=None,
         numeric=True, tolerance=decl.tolerance or default_tolerance(decl), cases=[],
     )
+    budget = size_budget(ctx, decl, lower.output("program.pte"), lower.output("program.ptd") if decl.external_weights else None)
     if not decl.verify:
-        return Planned(artifact=lower.output("program.pte"), ext=".pte", companions=companions, providers=(shipped,))
+        return Planned(artifact=lower.output("program.pte"), ext=".pte", checks=budget, companions=companions,
+                       providers=(shipped,))
     config = LlmVerifyConfig(tolerance=shipped.tolerance, external_weights=decl.external_weights,
                              backends=[DELEGATE_IDS[b.backend] for b in decl.backends])
     inputs = {"artifact": lower.output("program.pte"), "reference": export.output("reference.safetensors"),
               "tokenizer": tokenizer.output("tokenizer.json"),
               **({"weights": lower.output("program.ptd")} if decl.external_weights else {})}
     check = ctx.action("llm_verify", config, inputs, ["report.json"]).output("report.json")
-    return Planned(artifact=lower.output("program.pte"), ext=".pte", checks=(check,), companions=companions,
+    return Planned(artifact=lower.output("program.pte"), ext=".pte", checks=(*budget, check), companions=companions,
                    providers=(shipped,))

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from buildsys.rule_api import METRICS, Output, PlanContext, Planned
 
+from ..steps.llm.export import LINEAR_SCHEMES
 from ..steps.llm.inspect import LlmInspectConfig
 from ..steps.llm.seq2seq_export import Seq2seqExportConfig
 from ..steps.llm.seq2seq_lower import Seq2seqLowerConfig
@@ -20,7 +21,7 @@ from ..steps.llm.tokenizer import LlmTokenizerConfig
 from ..steps.llm.verify import LlmVerifyConfig
 from ..values import DELEGATE_IDS, Backend
 from .artifacts import ArtifactDecl, ModelInputs, QuantizeOption, Shipped
-from .llm import FLOAT_LLM_TOLERANCE, QUANTIZED_LLM_TOLERANCE, _prompt_spec, _refuse_unlowerable
+from .llm import FLOAT_LLM_TOLERANCE, QUANTIZED_LLM_TOLERANCE, _prompt_spec, _refuse_unlowerable, size_budget
 
 
 class Seq2seqProgram(ArtifactDecl):
@@ -39,6 +40,9 @@ class Seq2seqProgram(ArtifactDecl):
 
 def _refuse(decl: Seq2seqProgram, ctx: PlanContext, model: ModelInputs) -> None:
     """llm_program's refusals, and lengths the programs cannot take, said before any work."""
+    if decl.quantize and decl.quantize.scheme not in LINEAR_SCHEMES:
+        raise ctx.error(f"quantize '{decl.quantize.scheme}' does not apply to {ctx.target.kind}; use one of "
+                        f"{', '.join(LINEAR_SCHEMES)} (ExecuTorch's 8da4w and 8da8w)")
     _refuse_unlowerable(decl, ctx)
     prompt = _prompt_spec(ctx, model).shape[1]
     if not 1 <= prompt <= decl.max_encoder_len:
@@ -79,11 +83,12 @@ def plan_seq2seq(decl: Seq2seqProgram, ctx: PlanContext) -> Planned:
         declaration=decl.model_dump(mode="json"), producer=Output(lower.id, METRICS), quantize=None,
         numeric=True, tolerance=tolerance, cases=[],
     )
+    budget = size_budget(ctx, decl, lower.output("program.pte"), weights.get("weights"))
     planned = dict(artifact=lower.output("program.pte"), ext=".pte", companions=companions, providers=(shipped,))
     if not decl.verify:
-        return Planned(**planned)
+        return Planned(**planned, checks=budget)
     config = LlmVerifyConfig(tolerance=tolerance, external_weights=decl.external_weights,
                              backends=[DELEGATE_IDS[b.backend] for b in decl.backends])
     inputs = {"artifact": lower.output("program.pte"), "reference": export.output("reference.safetensors"), **weights}
     check = ctx.action("llm_seq2seq_verify", config, inputs, ["report.json"]).output("report.json")
-    return Planned(**planned, checks=(check,))
+    return Planned(**planned, checks=(*budget, check))

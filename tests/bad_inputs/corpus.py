@@ -258,6 +258,10 @@ CASES = [
     Case("language models", "llm_static_scheme", 2, r"BUILD\.models:2\b",
          r"quantize 'pt2e_int8_static' does not apply to a language model; use one of .*pt2e_int8_dynamic_int4w",
          LM % "tiny_lm" + LLM % 'quantize = "pt2e_int8_static", backends = ["xnnpack"]', {"tok.json": word_tokenizer(5)}),
+    Case("language models", "seq2seq_pt2e_scheme", 2, r"BUILD\.models:2\b",
+         r"quantize 'pt2e_int8_dynamic' does not apply to seq2seq_program; use one of torchao_int8_dynact_int4w",
+         LM % "tiny_lm" + 'seq2seq_program(name = "s", model = ":lm", tokenizer = "tok.json", quantize = "pt2e_int8_dynamic", '
+         'backends = ["xnnpack"])\n', {"tok.json": word_tokenizer(5)}),
     Case("language models", "llm_pt2e_per_tensor", 2, r"BUILD\.models:2\b",
          r"takes per-channel weight scales on a language model \(per_channel = True\)",
          LM % "tiny_lm" + LLM % 'quantize = quantization("pt2e_int8_dynamic", per_channel = False), backends = ["xnnpack"]',

@@ -166,6 +166,27 @@ def test_a_tokenizer_edit_reruns_only_what_reads_it(llm_zoo, tmp_path):
     assert json.loads((edited / "out" / "llama_fp32.tokenizer.json").read_text())["pre_tokenizer"]["add_prefix_space"]
 
 
+def test_max_size_counts_the_pte_and_its_ptd(llm_zoo, tmp_path):
+    """A language model's size budget is what a device stores, the .pte and the .ptd together; an
+    over-budget program fails its target with both sizes and is not placed. The budget is a check
+    of its own: everything else is cached (the new targets declare what //:gemma_8da4w_ptd does)."""
+    ws, _, _ = llm_zoo
+    edited = tmp_path / "ws"
+    shutil.copytree(ws, edited, ignore=shutil.ignore_patterns("*.jsonl", "out"))
+    gemma = ('llm_program(name = "{}", model = ":gemma", tokenizer = "tokenizer.json", max_seq_len = 64, '
+             'backends = ["xnnpack"], quantize = "torchao_int8_dynact_int4w", quantize_embeddings = "int8", '
+             'external_weights = True, max_size = "{}")\n')
+    with open(edited / "BUILD.models", "a") as build_file:
+        build_file.write(gemma.format("gemma_over", "100kB") + gemma.format("gemma_fits", "1MB"))
+    proc, events = build(edited, "//:gemma_over", "//:gemma_fits", extra=("-j", "2", "--keep-going"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    shipped = sum((ws / "out" / f"gemma_8da4w_ptd{ext}").stat().st_size for ext in (".pte", ".ptd"))
+    assert f"({shipped:,} bytes: " in proc.stdout and ' .ptd), over its max_size = "100kB"' in proc.stdout, proc.stdout
+    assert {step for step, _ in by_status(events, "ran")} == {"budget"}
+    assert not (edited / "out" / "gemma_over.pte").exists() and not (edited / "out" / "gemma_over.ptd").exists()
+    assert (edited / "out" / "gemma_fits.pte").is_file() and (edited / "out" / "gemma_fits.ptd").is_file()
+
+
 def test_a_release_ships_the_program_its_weights_and_tokenizer_reproducibly(llm_zoo, tmp_path):
     import tarfile
 

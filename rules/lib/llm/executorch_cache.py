@@ -17,6 +17,8 @@ import torch
 from transformers.cache_utils import StaticLayer
 from transformers.integrations.executorch import TorchExportableModuleWithStaticCache
 
+from ...errors import StepError
+
 # rope types whose frequencies depend on the longest position seen, not on the position alone
 _POSITION_DEPENDENT = {"dynamic", "longrope"}
 
@@ -32,7 +34,11 @@ class ExecuTorchCacheLayer(StaticLayer):
     """One layer's static cache, [batch, seq, heads, dim], written by ExecuTorch's update_cache."""
 
     def update(self, key_states, value_states, *args, kwargs=None, **_):
-        start = first_position(kwargs["position_ids"])  # the decoder layers pass their positions down
+        positions = (kwargs or {}).get("position_ids")  # the decoder layers pass their positions down
+        if positions is None:
+            raise StepError("the model's attention does not pass position_ids to its KV cache, so its tokens cannot be "
+                            "placed at the runner's positions in ExecuTorch's cache")
+        start = first_position(positions)
         torch._check(start + key_states.shape[-2] <= self.max_cache_len)
         torch.ops.llama.update_cache(key_states.transpose(1, 2), self.keys, start)
         torch.ops.llama.update_cache(value_states.transpose(1, 2), self.values, start)
