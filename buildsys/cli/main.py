@@ -379,14 +379,12 @@ PATTERNS_HELP = ("//..., //pkg/..., //pkg:all or //pkg:name; relative to the cur
 
 def parser(ruleset: RuleSet) -> argparse.ArgumentParser:
     # Global flags go before or after the subcommand: each subparser knows them too, and leaves
-    # what was given before it alone (SUPPRESS: no default of its own).
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
-                        help="full action logs, and the traceback of an internal error")
-    common.add_argument("--config", action="append", metavar="NAME", default=argparse.SUPPRESS,
-                        help="also apply the 'COMMAND:NAME' lines of .modelbuildrc and ~/.modelbuildrc (repeatable)")
+    # what was given before it alone (SUPPRESS: no default of its own). A subparser's values
+    # replace the main parser's, so --config before the command collects under another name and
+    # main() joins the two lists.
+    common = _global_flags("config")
     p = argparse.ArgumentParser(prog="modelbuild", description="Build model artifacts declared in BUILD.models files.",
-                                parents=[common])
+                                parents=[_global_flags("config_before_command")])
     p.commands = {}  # name -> its parser (main() gives verbose and config their defaults: set_defaults
     # here would set them on the action objects the subcommands share, and undo a flag given before them)
     p.add_argument("--version", action=_Version, help="print the versions of modelbuild and the toolchain")
@@ -423,6 +421,15 @@ def parser(ruleset: RuleSet) -> argparse.ArgumentParser:
 
     _inspection_commands(sub, common)
     return p
+
+
+def _global_flags(config_dest: str) -> argparse.ArgumentParser:
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--verbose", "-v", action="store_true", default=argparse.SUPPRESS,
+                       help="full action logs, and the traceback of an internal error")
+    flags.add_argument("--config", action="append", metavar="NAME", default=argparse.SUPPRESS, dest=config_dest,
+                       help="also apply the 'COMMAND:NAME' lines of .modelbuildrc and ~/.modelbuildrc (repeatable)")
+    return flags
 
 
 def _knowing(sub, common: argparse.ArgumentParser, registry: dict | None = None):
@@ -577,7 +584,8 @@ def main(ruleset: RuleSet, argv: list[str] | None = None) -> int:
     commands = parser(ruleset)
     args = commands.parse_args(argv)
     args.ruleset, args.argv = ruleset, argv
-    args.verbose, args.config = getattr(args, "verbose", False), getattr(args, "config", [])
+    args.verbose = getattr(args, "verbose", False)
+    args.config = getattr(args, "config_before_command", []) + getattr(args, "config", [])
     # No emoji codes: a label such as //a:b:c must print as written.
     console = Console(stderr=False, highlight=False, emoji=False)
     errors = Console(stderr=True, highlight=False, emoji=False)

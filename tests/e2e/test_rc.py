@@ -27,6 +27,9 @@ def test_each_level_of_precedence_and_a_config_group(tiny_ws: Path, tmp_path: Pa
     assert not is_labels(cli(tiny_ws, home, "query", "//:mlp_pt2", "--deps"))  # the workspace's file beats the user's
     assert is_labels(cli(tiny_ws, home, "query", "//:mlp_pt2", "--deps", "--config", "ci"))  # a group comes after
     assert not is_labels(cli(tiny_ws, home, "query", "//:mlp_pt2", "--deps", "--config", "ci", "--output", "long"))
+    # --config before the command and after it: both groups apply, in the order given
+    (tiny_ws / ".modelbuildrc").write_text("query --output=long\nquery:ci --output=label\nquery:deps --deps\n")
+    assert is_labels(cli(tiny_ws, home, "--config", "ci", "query", "//:mlp_pt2", "--config", "deps"))
 
     (tiny_ws / ".modelbuildrc").write_text("build --keep-going --cache-dir=elsewhere\nbuild:ci -j 1\n")
     proc = cli(tiny_ws, home, "build", "//:mlp_pt2", "--announce-rc", "--config=ci", "--keep-going",
