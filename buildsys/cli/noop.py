@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cache.layout import Layout, cache_dir
+from ..cache.layout import CACHE_ENV, Layout, cache_dir
 from ..load.workspace import Workspace, walked
 from ..units import count
 
@@ -62,8 +62,34 @@ def _flag(argv: list[str], name: str) -> str | None:
     return None
 
 
+def _flags(argv: list[str], name: str) -> list[str]:
+    """Every value of a repeatable flag (--config a --config=b)."""
+    return [argv[i + 1] if arg == name else arg[len(name) + 1:] for i, arg in enumerate(argv)
+            if (arg == name and i + 1 < len(argv)) or arg.startswith(name + "=")]
+
+
+def _cache_flag(argv: list[str], root: Path) -> str | None:
+    """--cache-dir where the full path finds it: the command line, else (unless the environment
+    names the cache) the rc files, read in rc.apply's order; the last line to give it wins."""
+    flag = _flag(argv, "--cache-dir")
+    if flag or os.environ.get(CACHE_ENV):
+        return flag
+    files = [(Path(os.path.expanduser("~")) / ".modelbuildrc", "~/"), (root / ".modelbuildrc", "")]
+    files = [(path, f"{prefix}{path.name}") for path, prefix in files if path.is_file()]
+    if not files:  # the usual case, and rc.py (argparse, shlex) stays unimported
+        return None
+    from .rc import read
+
+    configs, chosen = _flags(argv, "--config"), None
+    for path, shown in files:
+        lines = [line for line in read(path, shown) if line.command == argv[0]]
+        for line in [l for l in lines if l.config is None] + [l for c in configs for l in lines if l.config == c]:
+            chosen = _flag(list(line.tokens), "--cache-dir") or chosen
+    return chosen
+
+
 def stamp_path(argv: list[str], cwd: Path, root: Path, cache: Path | None = None) -> Path:
-    cache = cache or cache_dir(_flag(argv, "--cache-dir"), root)
+    cache = cache or cache_dir(_cache_flag(argv, root), root)
     return Layout(cache).stamps / f"{command_key(argv, cwd)}.json"
 
 

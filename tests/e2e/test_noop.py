@@ -120,7 +120,19 @@ def test_the_fast_path_imports_and_reads_a_fixed_set(ws):
     code = (".py", ".pyc", ".so")
     read = [p for p in report["opened"] if not p.endswith(code) and not p.endswith("-report.json")]
     (stamp,) = (ws / "cache" / "stamps").iterdir()
-    assert read == [str(stamp)]
+    assert read == [str(stamp)]  # and the rc files only if they exist, for a --cache-dir they may give
+
+
+def test_a_cache_dir_from_the_rc_file_finds_its_stamp(ws, tmp_path):
+    """The cache the workspace's .modelbuildrc names (here in a --config group) holds the stamp, and
+    the fast path looks there; the command line's --cache-dir still comes first."""
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(ws / "cache", elsewhere)
+    (ws / ".modelbuildrc").write_text(f"build:ci --cache-dir={elsewhere}\n")
+    aged(ws / ".modelbuildrc", ws)
+    assert [run(ws, "build", *TARGETS, "--config", "ci")[0] for _ in range(2)] == ["full", "fast"]
+    assert len(list((elsewhere / "stamps").iterdir())) == 2  # the workspace cache's copy, and this command's
+    assert run(ws, "build", *TARGETS, "--config", "ci", "--cache-dir", str(ws / "cache"))[0] == "full"
 
 
 def test_the_stamp_covers_the_code_that_ran_the_build(ws):
