@@ -57,11 +57,15 @@ def digest_code(path: Path | str) -> str | None:
     or a blank line changes nothing. Line numbers are not part of it, so whatever a build keeps of
     them must be dropped (export's stack traces are). None if the file does not tokenize: its bytes
     then stand for it."""
+    with open(path, "rb") as f:
+        return digest_code_bytes(f.read())
+
+
+def digest_code_bytes(data: bytes) -> str | None:
+    """digest_code of a Python file's bytes (as git show gives a revision's)."""
     try:
-        with open(path, "rb") as f:
-            encoding, _ = tokenize.detect_encoding(f.readline)
-            f.seek(0)
-            lines = code_lines(f.read().decode(encoding))
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        lines = code_lines(data.decode(encoding))
     except (SyntaxError, tokenize.TokenError, UnicodeDecodeError, LookupError):
         return None
     return hashlib.sha256(("python code\0" + "\n".join(lines)).encode()).hexdigest()

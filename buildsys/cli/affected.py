@@ -127,6 +127,21 @@ def changed_files(root: Path, rev: str) -> set[str]:
     return {Path(n).relative_to(inside).as_posix() for n in names if Path(n).is_relative_to(inside)}
 
 
+def same_code(root: Path, rev: str, path: str) -> bool:
+    """A Python file whose code is the revision's, line for line: only comments or blank lines were
+    edited, which the build does not count either (digests.digest_code), so nothing reading it is affected."""
+    from ..digests import digest_code, digest_code_bytes
+
+    current = root / path
+    if not path.endswith(".py") or not current.is_file():
+        return False
+    old = subprocess.run(["git", "show", f"{rev}:./{path}"], cwd=root, capture_output=True)
+    if old.returncode != 0:  # new since the revision
+        return False
+    code = digest_code_bytes(old.stdout)
+    return code is not None and code == digest_code(current)
+
+
 def _declarations_at(root: Path, rev: str, ruleset: RuleSet) -> dict[Label, dict] | None:
     """Each target's declaration at `rev` (its BUILD.models and .star files, evaluated), or None if
     the workspace did not load there."""
@@ -153,7 +168,8 @@ def _declarations_at(root: Path, rev: str, ruleset: RuleSet) -> dict[Label, dict
 
 def affected_since(universe: Universe, ruleset: RuleSet, rev: str) -> list[Label]:
     root = universe.workspace.root
-    touched = universe.reading(changed_files(root, rev), definitions=False)  # declarations: compared below
+    changed = {path for path in changed_files(root, rev) if not same_code(root, rev, path)}
+    touched = universe.reading(changed, definitions=False)  # declarations: compared below
     before = _declarations_at(root, rev, ruleset)
     now = {label: t.decl.model_dump(mode="json") for label, t in universe.targets.targets.items()}
     if before is None:  # the revision's BUILD files did not load: every target counts as changed

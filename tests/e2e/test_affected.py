@@ -67,10 +67,19 @@ def test_a_shared_layer_module(ws):
 
 
 def test_one_models_module(ws):
-    edit(ws, "models/vision/convnet.py", "import torch", "import torch  # edited")
+    edit(ws, "models/vision/convnet.py", "return self.linear(y)", "return self.linear(y) * 2")
     vision = ["//:release"] + VISION + ["//models/vision:weighted", "//models/vision:weighted_pt2"]
     assert labels(ws, "--affected-since", "HEAD") == vision
     assert labels(ws / "models" / "vision", "--rdeps", "convnet.py") == vision  # relative to the directory
+
+
+def test_a_comment_or_blank_line_affects_nothing(ws):
+    """What the build does not rebuild for (digests.digest_code), CI need not build either."""
+    edit(ws, "models/vision/convnet.py", "import torch", "import torch  # edited\n\n")
+    edit(ws, "models/layers.py", "return self.wo(attention)", "return self.wo(attention)  # the output projection")
+    assert labels(ws, "--affected-since", "HEAD") == []
+    edit(ws, "models/layers.py", "# the output projection", "# the output projection\n        pass")
+    assert labels(ws, "--affected-since", "HEAD") == ["//:release"] + TRANSFORMER  # code after all
 
 
 def test_a_weights_file(ws):
