@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 from pathlib import Path
 
@@ -43,10 +42,9 @@ http {{
 """
 
 
-def _die_with_parent() -> None:
-    import ctypes
-
-    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+# util-linux's setpriv sets PR_SET_PDEATHSIG and execs nginx, which keeps it: the server gets SIGTERM
+# when the test process dies, with no Python code (preexec_fn) run between fork and exec.
+SETPRIV = shutil.which("setpriv")
 
 
 class NginxDav(LocalServer):
@@ -66,8 +64,9 @@ class NginxDav(LocalServer):
 
     def _launch(self) -> subprocess.Popen:
         with open(self.prefix / "stderr.log", "ab") as log:
-            return subprocess.Popen([NGINX, "-p", str(self.prefix), "-c", str(self.config), "-e", str(self._log())],
-                                    stdout=log, stderr=log, preexec_fn=_die_with_parent, start_new_session=True)
+            dies_with_us = [SETPRIV, "--pdeathsig", "TERM"] if SETPRIV else []
+            return subprocess.Popen([*dies_with_us, NGINX, "-p", str(self.prefix), "-c", str(self.config), "-e",
+                                     str(self._log())], stdout=log, stderr=log, start_new_session=True)
 
     def _log(self) -> Path:
         return self.prefix / "error.log"
