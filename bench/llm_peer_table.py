@@ -77,9 +77,9 @@ def build_the_peer(ws: Path, target, our_pte: Path, out: Path) -> tuple[Path, fl
 def runner_log(path: Path):
     """The runtime's and runner's C++ logs (some 15 lines a generation) and the converter's prints
     go to a file, as a step's do (rules.worker), not between the tables."""
-    from rules.worker import _captured
+    from rules.worker import captured
 
-    with _captured(str(path)):
+    with captured(str(path)):
         try:
             yield
         finally:

@@ -62,8 +62,8 @@ class StepContext:
 
 
 @contextmanager
-def _captured(log_path: str):
-    """Send fd 1 and fd 2 to the log for the duration, then restore them."""
+def captured(log_path: str):
+    """Send fd 1 and fd 2 to the log for the duration, then restore them (C++ logs too: the runtime's)."""
     sys.stdout.flush()
     sys.stderr.flush()
     saved = os.dup(1), os.dup(2)
@@ -110,7 +110,7 @@ def run(request: StepRequest, workspace: Path) -> StepReply:
     """Run one action: its step's module's run(ctx), with its output captured into its log."""
     ctx = StepContext(request, workspace)
     expect_inputs(request.inputs)  # programs load only from bytes matching their record's digest
-    with _captured(request.log):
+    with captured(request.log):
         try:
             module = importlib.import_module(request.module)
             metrics = module.run(ctx) or {}
