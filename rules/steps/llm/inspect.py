@@ -34,13 +34,27 @@ def _facts(model) -> dict:
     }
 
 
+def structure(workspace, model_cfg):
+    """The model as declared, built on the meta device: the classes, config and sizes, no weights (a
+    real language model's would take seconds and gigabytes here, and the export builds it anyway).
+    An entry that cannot build on meta is built for real."""
+    import torch
+
+    from ...lib.modelio import load_model
+
+    try:
+        with torch.device("meta"):
+            return load_model(workspace, model_cfg.entry, model_cfg.init_seed, None, model_cfg.kwargs)
+    except Exception:  # noqa: BLE001  (whatever the entry does that meta tensors cannot: the real build says)
+        return load_model(workspace, model_cfg.entry, model_cfg.init_seed, model_cfg.weights, model_cfg.kwargs)
+
+
 def run(ctx) -> dict:
     from ...errors import StepError
     from ...lib.llm.causal_lm import require_causal_lm, require_seq2seq
-    from ...lib.modelio import load_declared
 
     cfg: LlmInspectConfig = ctx.config
-    model = load_declared(ctx.workspace, cfg.model)
+    model = structure(ctx.workspace, cfg.model)
     (require_seq2seq if cfg.seq2seq else require_causal_lm)(model, cfg.model.entry)
     facts = _facts(model)
     limit = facts["position_limit"]
