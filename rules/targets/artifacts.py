@@ -161,6 +161,16 @@ def decompose_output(ctx: PlanContext, program: Output, config: DecomposeConfig)
     return ctx.action("decompose", config, {"program": program}, ["program.pt2"]).output("program.pt2")
 
 
+def size_budget(ctx: PlanContext, decl: ArtifactDecl, artifact: Output, weights: Output | None = None) -> tuple[Output, ...]:
+    """max_size, as a check of its own (it holds with verify = False too): what the artifact weighs
+    on a device, with its weights file (a .pte's .ptd) when it has one."""
+    if decl.max_size is None:
+        return ()
+    config = BudgetConfig(max_bytes=parse_size(decl.max_size), declared=decl.max_size)
+    inputs = {"artifact": artifact, **({"weights": weights} if weights is not None else {})}
+    return (ctx.action("budget", config, inputs, ["report.json"]).output("report.json"),)
+
+
 def verified(
     ctx: PlanContext, decl: ArtifactDecl, model: ModelInputs, artifact: Output, ext: str, fmt: str,
     numeric: bool, backends: list[str] = (), default: Tolerance = FLOAT_TOLERANCE, extra: dict | None = None,
@@ -181,10 +191,7 @@ def verified(
         declaration=decl.model_dump(mode="json"), producer=Output(artifact.action, METRICS), quantize=model.quantized,
         numeric=numeric, tolerance=tolerance, cases=cases,
     )
-    budget = ()
-    if decl.max_size is not None:  # a check of its own: it applies with verify = False too
-        config = BudgetConfig(max_bytes=parse_size(decl.max_size), declared=decl.max_size)
-        budget = (ctx.action("budget", config, {"artifact": artifact}, ["report.json"]).output("report.json"),)
+    budget = size_budget(ctx, decl, artifact)
     if not decl.verify:
         return Planned(artifact=artifact, ext=ext, checks=budget, providers=(shipped,))
     config = VerifyConfig(

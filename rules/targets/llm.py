@@ -13,18 +13,18 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from buildsys.rule_api import METRICS, Output, PlanContext, Planned, parse_size
+from buildsys.rule_api import METRICS, Output, PlanContext, Planned
 
-from ..steps.budget import BudgetConfig
 from ..steps.llm.export import LINEAR_SCHEMES, LlmExportConfig
 from ..steps.llm.inspect import LlmInspectConfig
 from ..steps.llm.lower import LlmLowerConfig
 from ..steps.llm.quantize import LlmQuantizeConfig
 from ..steps.llm.tokenizer import LlmTokenizerConfig
 from ..steps.llm.verify import LlmVerifyConfig
+from ..steps.quantize import DYNAMIC_PT2E
 from ..steps.verify import Tolerance
 from ..values import DELEGATE_IDS, Backend
-from .artifacts import ArtifactDecl, ModelInputs, QuantizeOption, Shipped
+from .artifacts import ArtifactDecl, ModelInputs, QuantizeOption, Shipped, size_budget
 
 # A float program must emit the eager model's tokens exactly. Quantized ones are held to what
 # their scheme keeps on the LLM zoo (README, bench/llm_table.py), well above chance.
@@ -36,7 +36,7 @@ QUANTIZED_LLM_TOLERANCE = {
     "pt2e_int8_dynamic_int4w": Tolerance(min_token_agreement=0.5, min_snr_db=5.0),
 }
 # Quantizations of the exported graph (llm_quantize): they share the model's one float export.
-PT2E_SCHEMES = ("pt2e_int8_dynamic", "pt2e_int8_dynamic_int4w")
+PT2E_SCHEMES = DYNAMIC_PT2E
 EMBEDDINGS_TOLERANCE = {"int8": Tolerance(min_token_agreement=0.75, min_snr_db=15.0),
                         "int4": Tolerance(min_token_agreement=0.5, min_snr_db=5.0)}
 
@@ -48,7 +48,7 @@ class LlmProgram(ArtifactDecl):
     max_seq_len: int = Field(128, ge=2)  # tokens one call may take (the prompt's limit)
     max_context_len: int | None = None  # the KV cache's length; None: max_seq_len
     backends: list[Backend] = []  # ["xnnpack"], or none: portable kernels
-    quantize: QuantizeOption | None = None  # torchao 8da4w / 8da8w, or pt2e_int8_dynamic[_int4w] (LINEAR_, PT2E_SCHEMES)
+    quantize: QuantizeOption | None = None  # LINEAR_SCHEMES (torchao 8da4w, 8da8w) or PT2E_SCHEMES
     quantize_embeddings: Literal["int8", "int4"] | None = None
     external_weights: bool = False  # weights go to <name>.ptd beside the .pte
     new_tokens: int = Field(16, ge=1)  # how many tokens the generation check generates
@@ -92,16 +92,6 @@ def _prompt_spec(ctx: PlanContext, model: ModelInputs):
                         f"high = <vocab size>): the prompt the generation check starts from; it declares "
                         f"{ {n: (s.shape, s.dtype) for n, s in specs.items()} }")
     return spec
-
-
-def size_budget(ctx: PlanContext, decl: ArtifactDecl, pte: Output, ptd: Output | None) -> tuple[Output, ...]:
-    """max_size, as a check of its own (it holds with verify = False too): what the program weighs
-    on a device, its .pte and its .ptd together."""
-    if decl.max_size is None:
-        return ()
-    config = BudgetConfig(max_bytes=parse_size(decl.max_size), declared=decl.max_size)
-    inputs = {"artifact": pte, **({"weights": ptd} if ptd is not None else {})}
-    return (ctx.action("budget", config, inputs, ["report.json"]).output("report.json"),)
 
 
 def default_tolerance(decl: LlmProgram) -> Tolerance:

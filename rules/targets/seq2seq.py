@@ -20,8 +20,8 @@ from ..steps.llm.seq2seq_lower import Seq2seqLowerConfig
 from ..steps.llm.tokenizer import LlmTokenizerConfig
 from ..steps.llm.verify import LlmVerifyConfig
 from ..values import DELEGATE_IDS, Backend
-from .artifacts import ArtifactDecl, ModelInputs, QuantizeOption, Shipped
-from .llm import FLOAT_LLM_TOLERANCE, QUANTIZED_LLM_TOLERANCE, _prompt_spec, _refuse_unlowerable, size_budget
+from .artifacts import ArtifactDecl, ModelInputs, QuantizeOption, Shipped, size_budget
+from .llm import FLOAT_LLM_TOLERANCE, QUANTIZED_LLM_TOLERANCE, _prompt_spec, _refuse_unlowerable
 
 
 class Seq2seqProgram(ArtifactDecl):

@@ -68,9 +68,8 @@ class RopeTable(torch.nn.Module):
         return self.cos.index_select(0, rows).unsqueeze(0), self.sin.index_select(0, rows).unsqueeze(0)
 
 
-def tabulate_rotary(model: torch.nn.Module, length: int) -> int:
-    """Swap every position-only rotary embedding for its table; returns how many were swapped."""
-    swapped = 0
+def tabulate_rotary(model: torch.nn.Module, length: int) -> None:
+    """Swap every position-only rotary embedding for its table."""
     for name, module in list(model.named_modules()):
         if not type(module).__name__.endswith("RotaryEmbedding") or not hasattr(module, "inv_freq"):
             continue
@@ -78,8 +77,6 @@ def tabulate_rotary(model: torch.nn.Module, length: int) -> int:
             continue
         parent, _, attr = name.rpartition(".")
         setattr(model.get_submodule(parent), attr, RopeTable(module, length, model.dtype))
-        swapped += 1
-    return swapped
 
 
 class ExecuTorchStaticCacheLM(TorchExportableModuleWithStaticCache):

@@ -50,8 +50,6 @@ def backend_config(cfg: LlmLowerConfig):
         # XNNPACK's pass, for the linears it left (its portable counterpart breaks on a dynamic dim)
         passes=[ConvertToLinearPass()] if xnnpack else [], extract_delegate_segments=True, do_quant_fusion_and_const_prop=True,
         memory_planning_pass=MemoryPlanningPass(alloc_graph_input=False),
-        # the KV cache written in place (index_put_), not copied out and back at every token
-        run_reinplace_pass=True,
         sym_shape_eval_pass=ConstraintBasedSymShapeEvalPass(),
         external_constants=(lambda node: WEIGHTS_TAG) if cfg.external_weights else False,
     )
